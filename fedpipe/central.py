@@ -1,0 +1,214 @@
+"""What runs at the centre: publish signed global models, open sealed updates, aggregate, record the round.
+
+Nothing here opens a market's data folder. The centre knows each market by its public keys, and learns only what
+arrives through the exchange: sealed trees with their row counts, sealed metrics, and status notes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fedpipe import keys, sealing
+from fedpipe.aggregation import TreeUpdate, aggregate_bagging, dump_model_doc, load_model_doc
+from fedpipe.config import FederationConfig
+from fedpipe.errors import QuorumError, SealError
+from fedpipe.roi import federation_roi, ratio
+from fedpipe.storage import Exchange, atomic_write_bytes, atomic_write_json, atomic_write_parquet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Run:
+    """One training run: its folder under runs/, its exchange, and what each round recorded."""
+
+    federation: FederationConfig
+    run_id: str
+    root: Path
+    exchange: Exchange
+    rounds: list[dict] = field(default_factory=list)
+
+    def model_path(self, round_: int) -> Path:
+        return self.root / "models" / f"round-{round_:03d}.json"
+
+
+def new_run_id(federation: FederationConfig) -> str:
+    return f"{federation.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+
+
+def start_run(federation: FederationConfig, run_id: str | None = None, exchange_url: str | None = None) -> Run:
+    """Create the run folder, point runs/latest at it and make sure the aggregator has keys."""
+    run_id = run_id or new_run_id(federation)
+    root = federation.runs_dir / run_id
+    root.mkdir(parents=True, exist_ok=True)
+    if federation.source is not None:
+        atomic_write_bytes(root / "federation.toml", Path(federation.source).read_bytes())
+    latest = federation.runs_dir / "latest"
+    tmp_link = federation.runs_dir / f".latest.{os.getpid()}"
+    tmp_link.unlink(missing_ok=True)
+    tmp_link.symlink_to(run_id)
+    os.replace(tmp_link, latest)  # swap the link atomically
+    keys.ensure_identity(federation.keys_dir, "aggregator")
+    return Run(federation, run_id, root, Exchange(exchange_url or root / "exchange"))
+
+
+def publish_global_model(run: Run, round_: int, doc: dict) -> str:
+    """Sign the round's global model, keep it in the run folder and post it to the exchange."""
+    raw = dump_model_doc(doc)
+    aggregator = keys.load_identity(run.federation.keys_dir, "aggregator")
+    signature = sealing.sign_model(raw, federation=run.federation.name, round=round_, signer=aggregator)
+    atomic_write_bytes(run.model_path(round_), raw)
+    path = run.exchange.global_model(round_)
+    run.exchange.put(path, raw)
+    run.exchange.put(path + ".sig", signature)
+    return sealing.sha256_hex(raw)
+
+
+def _status_reason(exchange: Exchange, round_: int, market: str) -> str:
+    path = exchange.status(round_, market)
+    if not exchange.exists(path):
+        return "no update delivered"
+    note = json.loads(exchange.get(path))
+    return note.get("reason") or f"status '{note.get('status')}' but no sealed update"
+
+
+def _open(run: Run, round_: int, parent: str, path: str, market: str, kind: str) -> dict:
+    senders = {market: keys.load_public_identity(run.federation.keys_dir, market)}
+    aggregator = keys.load_identity(run.federation.keys_dir, "aggregator")
+    header, payload = sealing.open_update(
+        run.exchange.get(path), federation=run.federation.name, round=round_, parent=parent,
+        senders=senders, recipient=aggregator, kind=kind,
+    )
+    if header["market"] != market:
+        raise SealError(f"envelope at {market}'s slot was sealed by market '{header['market']}'")
+    return json.loads(payload)
+
+
+def open_sealed(run: Run, round_: int, parent: str, kind: str) -> tuple[dict[str, dict], dict[str, str]]:
+    """Open every market's sealed ``kind`` ("update" or "metrics") for a round.
+
+    Returns (opened payloads by market, reasons by market for those left out). A market's bad envelope is
+    that market's problem only: it is reported and the others go on.
+    """
+    opened, dropped = {}, {}
+    for market in run.federation.markets:
+        path = run.exchange.update(round_, market) if kind == "update" else run.exchange.metrics(round_, market)
+        if not run.exchange.exists(path):
+            dropped[market] = _status_reason(run.exchange, round_, market)
+            continue
+        try:
+            opened[market] = _open(run, round_, parent, path, market, kind)
+        except (SealError, keys.KeyFileError, ValueError) as exc:
+            dropped[market] = f"rejected {kind}: {exc}"
+            log.warning("round %d: market %s: %s", round_, market, dropped[market])
+    return opened, dropped
+
+
+def aggregate_round(global_doc: dict | None, payloads: dict[str, dict], quorum: int, round_: int) -> dict:
+    """The next global model, or QuorumError (and no model at all) if too few markets delivered."""
+    if len(payloads) < quorum:
+        raise QuorumError(
+            f"round {round_}: only {len(payloads)} valid update(s) ({', '.join(sorted(payloads)) or 'none'}), "
+            f"quorum is {quorum}; no global model written for this round"
+        )
+    updates = [TreeUpdate(market, p["model"], int(p["n_rows"])) for market, p in payloads.items()]
+    return aggregate_bagging(global_doc, updates)
+
+
+def round_tables(round_: int, evaluations: dict[str, dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-market metric rows (both models) and ROI rows (per market plus the federation)."""
+    metric_rows, roi_rows = [], []
+    for market, ev in sorted(evaluations.items()):
+        for model in ("federated", "local_only"):
+            metric_rows.append({"round": round_, "market": market, "model": model, **ev[model]["metrics"],
+                                "train_rows": ev["train_rows"]})
+        fed, local = ev["federated"]["value"], ev["local_only"]["value"]
+        roi_rows.append({
+            "round": round_, "market": market,
+            **{k: float(fed[k]) for k in ("cost_no_model", "cost_model", "savings", "programme_cost")},
+            "roi": ratio(fed["savings"], fed["programme_cost"]),
+            "savings_local_only": float(local["savings"]),
+            "roi_local_only": ratio(local["savings"], local["programme_cost"]),
+            "savings_vs_local_only": float(fed["savings"] - local["savings"]),
+        })
+    if roi_rows:
+        total = federation_roi(roi_rows)
+        local_cost = sum(ev["local_only"]["value"]["programme_cost"] for ev in evaluations.values())
+        roi_rows.append({"round": round_, "market": "federation", **total,
+                         "roi_local_only": ratio(total["savings_local_only"], local_cost)})
+    return pd.DataFrame(metric_rows), pd.DataFrame(roi_rows)
+
+
+def record_round(run: Run, round_: int, model_sha: str, contributors: dict[str, int], dropped: dict[str, str],
+                 metrics: pd.DataFrame, roi: pd.DataFrame) -> dict:
+    """Append the round to metrics.parquet, roi.parquet and rounds.json, each replaced atomically."""
+    for name, frame in (("metrics.parquet", metrics), ("roi.parquet", roi)):
+        path = run.root / name
+        previous = pd.read_parquet(path) if path.exists() else None
+        if previous is not None:
+            previous = previous[previous["round"] != round_]  # a re-run round replaces itself
+            frame = pd.concat([previous, frame], ignore_index=True)
+        atomic_write_parquet(path, frame)
+    record = {
+        "round": round_, "model": str(run.model_path(round_).relative_to(run.root)), "model_sha256": model_sha,
+        "contributors": contributors, "dropped": dropped, "finished": datetime.now(timezone.utc).isoformat(),
+    }
+    run.rounds = [r for r in run.rounds if r["round"] != round_] + [record]
+    atomic_write_json(run.root / "rounds.json", run.rounds)
+    return record
+
+
+def comparison_table(run_root: Path) -> pd.DataFrame:
+    """Last round, per market: local-only vs federated on the headline metric and ROI."""
+    metrics = pd.read_parquet(run_root / "metrics.parquet")
+    roi = pd.read_parquet(run_root / "roi.parquet")
+    last = metrics["round"].max()
+    m = metrics[metrics["round"] == last].pivot(index="market", columns="model", values=["auc", "log_loss"])
+    table = pd.DataFrame({
+        "auc_local_only": m[("auc", "local_only")], "auc_federated": m[("auc", "federated")],
+        "log_loss_local_only": m[("log_loss", "local_only")], "log_loss_federated": m[("log_loss", "federated")],
+    })
+    r = roi[roi["round"] == last].set_index("market")
+    table["savings_local_only"] = r["savings_local_only"]
+    table["savings_federated"] = r["savings"]
+    table["roi_federated"] = r["roi"]
+    table["federated_better"] = table["log_loss_federated"] < table["log_loss_local_only"]
+    table.loc["federation", ["savings_local_only", "savings_federated", "roi_federated"]] = (
+        r.loc["federation", ["savings_local_only", "savings", "roi"]].to_numpy()
+    )
+    return table.reset_index()
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table; numbers to four significant digits."""
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return "" if pd.isna(value) else f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+        return str(value)
+    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def write_summary(run: Run) -> Path:
+    """A Markdown summary of the run: per-round participation and the final local-only vs federated table."""
+    lines = [f"# Run {run.run_id}", "", f"Federation **{run.federation.name}**, use case "
+             f"`{run.federation.usecase}`, strategy `{run.federation.strategy}`, "
+             f"{run.federation.trees_per_round} new trees per market per round.", "", "## Rounds", ""]
+    for rec in run.rounds:
+        dropped = "; ".join(f"{m}: {why}" for m, why in rec["dropped"].items()) or "none"
+        lines.append(f"- round {rec['round']}: contributors {', '.join(sorted(rec['contributors']))}; left out: {dropped}")
+    if (run.root / "metrics.parquet").exists():
+        lines += ["", "## Last round: local-only vs federated", "", markdown_table(comparison_table(run.root))]
+    path = run.root / "summary.md"
+    atomic_write_bytes(path, "\n".join(lines).encode() + b"\n")
+    return path

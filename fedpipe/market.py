@@ -1,0 +1,188 @@
+"""What runs inside a market: load, validate, train, seal, evaluate.
+
+This module (called from the market flow only) is the one code path that reads a market's rows. What it hands
+to the exchange is a sealed envelope of trees or of metrics, plus a status note with no rows in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xgboost as xgb
+
+from fedpipe import contract, keys, sealing
+from fedpipe.aggregation import TreeUpdate, load_model_doc, new_trees, to_booster, tree_count
+from fedpipe.config import FederationConfig
+from fedpipe.errors import MarketDataError
+from fedpipe.metrics import classification_metrics
+from fedpipe.storage import Exchange, atomic_write_bytes, atomic_write_json
+from fedpipe.usecase import MarketData, UseCase, get_usecase
+
+log = logging.getLogger(__name__)
+
+EXPECTATIONS = Path(__file__).resolve().parents[1] / "expectations"
+
+
+@dataclass(frozen=True)
+class MarketSite:
+    """A market's view of the federation: shared settings plus its own private data, keys and state."""
+
+    federation: FederationConfig
+    market: str
+    exchange: Exchange
+
+    @property
+    def usecase(self) -> UseCase:
+        return get_usecase(self.federation.usecase)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.federation.markets[self.market].data
+
+    @property
+    def state_dir(self) -> Path:
+        return self.federation.market_state(self.market) / self.federation.name
+
+    @property
+    def suite_path(self) -> Path:
+        return EXPECTATIONS / f"{self.usecase.suite}.json"
+
+    def options(self) -> dict[str, Any]:
+        return {
+            **self.usecase.defaults,
+            **self.federation.usecase_options,
+            "subsample": self.federation.markets[self.market].subsample,
+            "seed": self.federation.seed,
+        }
+
+    def identity(self) -> keys.Identity:
+        keys.ensure_identity(self.federation.keys_dir, self.market)
+        return keys.load_identity(self.federation.keys_dir, self.market)
+
+
+def fingerprint(paths: list[Path]) -> str:
+    """Content hash of a market's files: changes whenever one byte of its data changes."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(Path(path).name.encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def load_data(site: MarketSite) -> MarketData:
+    return site.usecase.load(site.market, site.data_dir, site.options())
+
+
+def validate_data(site: MarketSite, data: MarketData) -> list[contract.ValidationSummary]:
+    """Run the contract on the training and the held-out table; raise the first failure as MarketDataError."""
+    summaries = [
+        contract.validate_table(getattr(data, table), suite_path=site.suite_path, market=site.market,
+                                file=str(data.sources.get(table, table)))
+        for table in ("train", "test")
+    ]
+    for summary in summaries:
+        if not summary.success:
+            raise summary.error()
+    return summaries
+
+
+def fetch_global_model(site: MarketSite, round_: int) -> tuple[dict | None, str]:
+    """The global model this round starts from, checked against the aggregator's signature."""
+    if round_ == 1:
+        return None, ""
+    path = site.exchange.global_model(round_ - 1)
+    raw = site.exchange.get(path)
+    signature = site.exchange.get(path + ".sig")
+    aggregator = keys.load_public_identity(site.federation.keys_dir, "aggregator")
+    sealing.verify_model(raw, signature, federation=site.federation.name, round=round_ - 1, signer=aggregator)
+    return load_model_doc(raw), sealing.sha256_hex(raw)
+
+
+def _matrix(site: MarketSite, table) -> xgb.DMatrix:
+    features = site.usecase.features(table)
+    return xgb.DMatrix(features, label=table[site.usecase.label].to_numpy(), feature_names=list(features.columns))
+
+
+def _params(site: MarketSite) -> dict[str, Any]:
+    return {**site.federation.xgb_params(), "objective": site.usecase.objective}
+
+
+def train_update(site: MarketSite, data: MarketData, global_doc: dict | None) -> TreeUpdate:
+    """Continue boosting from the global model on local rows; keep only the k new trees."""
+    dtrain = _matrix(site, data.train)
+    start = to_booster(global_doc) if global_doc is not None else None
+    booster = xgb.train(_params(site), dtrain, num_boost_round=site.federation.trees_per_round, xgb_model=start)
+    return TreeUpdate(site.market, new_trees(booster, tree_count(global_doc) if global_doc else 0), dtrain.num_row())
+
+
+def seal_payload(site: MarketSite, round_: int, parent: str, payload: dict, kind: str = "update") -> bytes:
+    aggregator = keys.load_public_identity(site.federation.keys_dir, "aggregator")
+    return sealing.seal_update(
+        json.dumps(payload, separators=(",", ":")).encode(),
+        federation=site.federation.name, round=round_, market=site.market, parent=parent,
+        recipient=aggregator, signer=site.identity(), kind=kind,
+    )
+
+
+def local_only_model(site: MarketSite, data: MarketData, n_trees: int) -> xgb.Booster:
+    """What the market would have alone: boosting on its own rows only, cached by data hash.
+
+    Trained once with the whole run's tree budget; each round compares against its first ``n_trees`` trees, the
+    same number of boosting steps the global model has taken by then.
+    """
+    budget = max(n_trees, site.federation.rounds * site.federation.trees_per_round)
+    key = hashlib.sha256(
+        json.dumps([fingerprint(list(data.sources.values())), _params(site), site.options()],
+                   sort_keys=True, default=str).encode()
+    ).hexdigest()[:16]
+    cached = site.state_dir / f"local-only-{key}.json"
+    if cached.exists():
+        booster = xgb.Booster()
+        booster.load_model(str(cached))
+        if booster.num_boosted_rounds() >= n_trees:
+            return booster
+    booster = xgb.train(_params(site), _matrix(site, data.train), num_boost_round=budget)
+    atomic_write_bytes(cached, bytes(booster.save_raw("json")))
+    return booster
+
+
+def evaluate_models(site: MarketSite, data: MarketData, global_doc: dict, round_: int) -> dict[str, Any]:
+    """Metrics and business value of the global and the local-only model on the market's held-out rows."""
+    dtest = _matrix(site, data.test)
+    y = data.test[site.usecase.label].to_numpy()
+    roi_params = site.federation.roi.model_dump()
+    steps = round_ * site.federation.trees_per_round
+    scores = {
+        "federated": to_booster(global_doc).predict(dtest),
+        "local_only": local_only_model(site, data, steps).predict(dtest, iteration_range=(0, steps)),
+    }
+    result: dict[str, Any] = {"market": site.market, "train_rows": int(len(data.train))}
+    for name, score in scores.items():
+        result[name] = {
+            "metrics": classification_metrics(y, score, roi_params["threshold"]),
+            "value": site.usecase.business_value(data.test, np.asarray(score), roi_params),
+        }
+    return result
+
+
+def write_status(site: MarketSite, round_: int, status: str, **details: Any) -> None:
+    """A short note for the centre: sealed, or excluded and why. Never rows."""
+    note = {"market": site.market, "round": round_, "status": status, **details}
+    site.exchange.put(site.exchange.status(round_, site.market), json.dumps(note, default=str).encode())
+    atomic_write_json(site.state_dir / "last-status.json", note)
+
+
+def describe_failure(site: MarketSite, exc: BaseException) -> dict[str, Any]:
+    """Why a market sat a round out, for the centre: the message names file and field, not where data lives."""
+    hide = lambda text: str(text).replace(str(site.data_dir), "<market data>")  # noqa: E731
+    if isinstance(exc, MarketDataError):
+        return {"reason": hide(exc), "file": Path(exc.file).name, "field": exc.field}
+    return {"reason": hide(f"{type(exc).__name__}: {exc}")}

@@ -1,0 +1,56 @@
+"""What a use case provides, and how fedpipe finds one.
+
+A use case is one package under ``usecases/<name>/`` exposing ``USECASE`` (a :class:`UseCase`) plus one
+Great Expectations suite ``expectations/<suite>.json``. Flows never import a use case directly; they look it
+up by the name in the federation config, so adding a use case touches no flow code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from fedpipe.errors import ConfigError
+
+
+@dataclass
+class MarketData:
+    """One market's tables, as loaded inside that market.
+
+    ``train`` is the table the data contract validates (raw columns plus the derived label/target);
+    ``test`` is the market's held-out table with the same columns, labelled from ground truth.
+    ``sources`` maps each table name to the file it came from, for error messages and lineage.
+    """
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+    sources: dict[str, Path] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UseCase:
+    name: str
+    suite: str  # expectations/<suite>.json
+    objective: str  # XGBoost objective, e.g. "binary:logistic"
+    label: str  # column of train/test the model learns
+    # load(market, location, options) -> MarketData; raises MarketDataError naming market, file, field
+    load: Callable[[str, Path, Mapping[str, Any]], MarketData]
+    # features(table) -> model inputs; same columns, same order, in every market
+    features: Callable[[pd.DataFrame], pd.DataFrame]
+    # business_value(test_table, scores, roi_params) -> {"cost_no_model", "cost_model", "savings", "programme_cost", "roi", ...}
+    business_value: Callable[[pd.DataFrame, np.ndarray, Mapping[str, Any]], dict]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+
+def get_usecase(name: str) -> UseCase:
+    """Import ``usecases.<name>`` and return its ``USECASE``."""
+    try:
+        module = importlib.import_module(f"usecases.{name}")
+    except ModuleNotFoundError as exc:
+        raise ConfigError("federation config", "usecase", f"no use case named '{name}' (usecases/{name}/ not found)") from exc
+    return module.USECASE

@@ -1,0 +1,45 @@
+"""A market's part in a round. Runs where the market's data lives; only sealed envelopes leave it."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from fedpipe.config import load_federation
+from fedpipe.market import MarketSite, describe_failure
+from fedpipe.storage import Exchange
+from tasks.market import (evaluate_models, fetch_global_model, load_market_data, publish, report_status,
+                          seal_metrics, seal_update, train_local_update, validate_market_data)
+
+
+def _site(config: str, market: str, exchange: str) -> MarketSite:
+    return MarketSite(load_federation(config), market, Exchange(exchange))
+
+
+@flow(name="market-train", flow_run_name="{market}: train round {round_}")
+def market_train(config: str, market: str, round_: int, exchange: str) -> str:
+    """Validate the local data, continue boosting from the global model, seal the new trees for the centre."""
+    site = _site(config, market, exchange)
+    try:
+        data = load_market_data(site)
+        validation = validate_market_data(site, data)
+        global_doc, parent = fetch_global_model(site, round_)
+        update = train_local_update(site, data, global_doc)
+        publish(site, site.exchange.update(round_, market), seal_update(site, round_, parent, update))
+    except Exception as exc:
+        report_status(site, round_, "excluded", **describe_failure(site, exc))
+        raise
+    report_status(site, round_, "sealed", trees=len(update.model["learner"]["gradient_booster"]["model"]["trees"]),
+                  validation=validation)
+    get_run_logger().info("%s: sealed %d rows' worth of new trees for round %d", market, update.n_rows, round_)
+    return "sealed"
+
+
+@flow(name="market-evaluate", flow_run_name="{market}: evaluate round {round_}")
+def market_evaluate(config: str, market: str, round_: int, exchange: str) -> str:
+    """Score the new global model and the local-only model on held-out rows; seal the metrics."""
+    site = _site(config, market, exchange)
+    data = load_market_data(site)
+    global_doc, model_sha = fetch_global_model(site, round_ + 1)  # the model round_ produced
+    evaluation = evaluate_models(site, data, global_doc, round_)
+    publish(site, site.exchange.metrics(round_, market), seal_metrics(site, round_, model_sha, evaluation))
+    return "evaluated"

@@ -1,0 +1,47 @@
+"""Tasks that run at the centre. None of them can reach a market's rows: they see only the exchange."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from fedpipe import central as c
+
+central_task = task(cache_policy=NO_CACHE)
+
+
+@central_task
+def start_run(federation, run_id=None, exchange_url=None) -> c.Run:
+    return c.start_run(federation, run_id, exchange_url)
+
+
+@central_task
+def publish_global_model(run: c.Run, round_: int, doc: dict) -> str:
+    return c.publish_global_model(run, round_, doc)
+
+
+@central_task
+def open_updates(run: c.Run, round_: int, parent: str):
+    return c.open_sealed(run, round_, parent, "update")
+
+
+@central_task
+def aggregate_updates(global_doc, payloads: dict, quorum: int, round_: int) -> dict:
+    return c.aggregate_round(global_doc, payloads, quorum, round_)
+
+
+@central_task
+def open_metrics(run: c.Run, round_: int, model_sha: str):
+    return c.open_sealed(run, round_, model_sha, "metrics")
+
+
+@central_task
+def record_round(run: c.Run, round_: int, model_sha: str, payloads: dict, dropped: dict, evaluations: dict):
+    metrics, roi = c.round_tables(round_, evaluations)
+    contributors = {market: int(p["n_rows"]) for market, p in payloads.items()}
+    return c.record_round(run, round_, model_sha, contributors, dropped, metrics, roi), metrics, roi
+
+
+@central_task
+def write_summary(run: c.Run):
+    return c.write_summary(run)

@@ -1,0 +1,187 @@
+"""fedpipe.keys: identities on disk, with real keys in tmp_path."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import stat
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+from fedpipe.errors import FedpipeError
+from fedpipe.keys import (
+    Identity,
+    KeyFileError,
+    PublicIdentity,
+    ensure_identity,
+    generate_identity,
+    load_identity,
+    load_public_identity,
+    parse_enc_public,
+    parse_sign_public,
+)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_generate_load_round_trip(tmp_path):
+    pub = generate_identity(tmp_path, "FD001")
+    assert pub.party == "FD001"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["FD001.enc.pem", "FD001.pub.json", "FD001.sign.pem"]
+    ident = load_identity(tmp_path, "FD001")
+    assert isinstance(ident, Identity)
+    assert ident.public == pub
+    assert load_public_identity(tmp_path, "FD001") == pub
+    assert b"BEGIN PRIVATE KEY" in (tmp_path / "FD001.enc.pem").read_bytes()  # PKCS8, unencrypted
+    # the signing key pair really matches the published public key
+    parse_sign_public(pub.sign_public).verify(ident.sign_private.sign(b"m"), b"m")
+
+
+def test_public_identity_dict_round_trip_and_fingerprint(tmp_path):
+    pub = generate_identity(tmp_path, "aggregator")
+    assert PublicIdentity.from_dict(pub.to_dict()) == pub
+    assert json.loads((tmp_path / "aggregator.pub.json").read_text()) == pub.to_dict()
+    assert len(base64.b64decode(pub.enc_public, validate=True)) == 32
+    assert len(pub.fingerprint) == 16 and int(pub.fingerprint, 16) >= 0
+    other = generate_identity(tmp_path, "FD002")
+    assert other.fingerprint != pub.fingerprint
+    with pytest.raises(Exception):  # frozen
+        pub.party = "x"  # type: ignore[misc]
+
+
+def test_private_key_modes_are_exactly_0600(tmp_path):
+    old = os.umask(0o000)  # even with a permissive umask
+    try:
+        generate_identity(tmp_path, "FD001")
+    finally:
+        os.umask(old)
+    assert _mode(tmp_path / "FD001.enc.pem") == 0o600
+    assert _mode(tmp_path / "FD001.sign.pem") == 0o600
+    assert _mode(tmp_path / "FD001.pub.json") == 0o644
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temp files left behind
+
+
+def test_passphrase_protection(tmp_path):
+    pub = generate_identity(tmp_path, "FD001", passphrase=b"correct horse")
+    assert b"ENCRYPTED PRIVATE KEY" in (tmp_path / "FD001.sign.pem").read_bytes()
+    assert load_identity(tmp_path, "FD001", passphrase=b"correct horse").public == pub
+    with pytest.raises(KeyFileError, match=r"FD001\.enc\.pem.*wrong passphrase"):
+        load_identity(tmp_path, "FD001", passphrase=b"wrong")
+    with pytest.raises(KeyFileError, match="passphrase is required"):
+        load_identity(tmp_path, "FD001")
+    # the public identity needs no passphrase
+    assert load_public_identity(tmp_path, "FD001") == pub
+
+
+def test_passphrase_given_for_unencrypted_key(tmp_path):
+    generate_identity(tmp_path, "FD001")
+    with pytest.raises(KeyFileError, match="not encrypted"):
+        load_identity(tmp_path, "FD001", passphrase=b"x")
+
+
+def test_empty_passphrase_rejected(tmp_path):
+    with pytest.raises(KeyFileError, match="passphrase"):
+        generate_identity(tmp_path, "FD001", passphrase=b"")
+
+
+def test_refuses_overwrite(tmp_path):
+    pub = generate_identity(tmp_path, "FD001")
+    before = (tmp_path / "FD001.sign.pem").read_bytes()
+    with pytest.raises(KeyFileError, match="already exist.*overwrite"):
+        generate_identity(tmp_path, "FD001")
+    assert (tmp_path / "FD001.sign.pem").read_bytes() == before
+    new = generate_identity(tmp_path, "FD001", overwrite=True)
+    assert new != pub
+    assert load_identity(tmp_path, "FD001").public == new == load_public_identity(tmp_path, "FD001")
+    assert _mode(tmp_path / "FD001.enc.pem") == 0o600
+
+
+def test_missing_key_names_file_and_command(tmp_path):
+    with pytest.raises(KeyFileError, match=r"FD003\.enc\.pem.*fedpipe keys init --market FD003"):
+        load_identity(tmp_path, "FD003")
+    with pytest.raises(KeyFileError, match=r"FD003\.pub\.json.*fedpipe keys init --market FD003"):
+        load_public_identity(tmp_path, "FD003")
+    assert issubclass(KeyFileError, FedpipeError)
+
+
+def test_warns_on_group_readable_private_key(tmp_path, caplog):
+    generate_identity(tmp_path, "FD001")
+    os.chmod(tmp_path / "FD001.sign.pem", 0o640)
+    with caplog.at_level(logging.WARNING, logger="fedpipe.keys"):
+        load_identity(tmp_path, "FD001")
+    assert any("FD001.sign.pem" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+
+
+def test_no_warning_for_0600(tmp_path, caplog):
+    generate_identity(tmp_path, "FD001")
+    with caplog.at_level(logging.WARNING, logger="fedpipe.keys"):
+        load_identity(tmp_path, "FD001")
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_wrong_key_kind_in_file(tmp_path):
+    generate_identity(tmp_path, "FD001")
+    os.replace(tmp_path / "FD001.sign.pem", tmp_path / "FD001.enc.pem")  # Ed25519 key where X25519 belongs
+    (tmp_path / "FD001.sign.pem").write_bytes(b"")
+    os.chmod(tmp_path / "FD001.sign.pem", 0o600)
+    with pytest.raises(KeyFileError, match=r"FD001\.enc\.pem.*expected X25519PrivateKey"):
+        load_identity(tmp_path, "FD001")
+
+
+def test_ensure_identity_is_idempotent(tmp_path):
+    keydir = tmp_path / "keys" / "nested"  # created on demand
+    first = ensure_identity(keydir, "FD001")
+    pem = (keydir / "FD001.enc.pem").read_bytes()
+    assert ensure_identity(keydir, "FD001") == first
+    assert (keydir / "FD001.enc.pem").read_bytes() == pem
+    (keydir / "FD001.pub.json").unlink()  # a lost public file is rebuilt from the private keys
+    assert ensure_identity(keydir, "FD001") == first
+    assert _mode(keydir / "FD001.pub.json") == 0o644
+
+
+def test_ensure_identity_refuses_half_a_key_set(tmp_path):
+    generate_identity(tmp_path, "FD001")
+    (tmp_path / "FD001.sign.pem").unlink()
+    with pytest.raises(KeyFileError, match=r"incomplete.*FD001\.sign\.pem"):
+        ensure_identity(tmp_path, "FD001")
+
+
+def test_bad_base64_public_key():
+    with pytest.raises(KeyFileError, match="encryption public key: not valid base64"):
+        parse_enc_public("not base64!!")
+    with pytest.raises(KeyFileError, match="signing public key: expected 32 raw bytes, got 3"):
+        parse_sign_public(base64.b64encode(b"abc").decode())
+    with pytest.raises(KeyFileError, match="base64"):
+        PublicIdentity.from_dict({"party": "FD001", "enc_public": "%%%", "sign_public": "%%%"})
+    with pytest.raises(KeyFileError, match="missing"):
+        PublicIdentity.from_dict({"party": "FD001"})
+
+
+def test_parse_valid_public_keys(tmp_path):
+    pub = generate_identity(tmp_path, "FD001")
+    assert isinstance(parse_enc_public(pub.enc_public), X25519PublicKey)
+    assert isinstance(parse_sign_public(pub.sign_public), Ed25519PublicKey)
+
+
+def test_corrupt_public_file(tmp_path):
+    pub = generate_identity(tmp_path, "FD001")
+    path = tmp_path / "FD001.pub.json"
+    path.write_text(json.dumps({**pub.to_dict(), "sign_public": "AAAA"}))
+    with pytest.raises(KeyFileError, match=r"FD001\.pub\.json.*32 raw bytes"):
+        load_public_identity(tmp_path, "FD001")
+    path.write_text(json.dumps({**pub.to_dict(), "party": "FD002"}))
+    with pytest.raises(KeyFileError, match="expected 'FD001'"):
+        load_public_identity(tmp_path, "FD001")
+
+
+@pytest.mark.parametrize("party", ["", "../evil", "a/b", ".hidden", "x" * 65])
+def test_rejects_unsafe_party_names(tmp_path, party):
+    with pytest.raises(KeyFileError, match="invalid party name"):
+        generate_identity(tmp_path, party)
+    assert not list(tmp_path.iterdir())

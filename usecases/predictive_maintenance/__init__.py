@@ -1,0 +1,24 @@
+"""Predictive maintenance on NASA C-MAPSS: will this engine fail within ``horizon`` cycles?
+
+Four markets, one per subset FD001-FD004 (vendored in ``data/``). Each market trains on its run-to-failure
+engines and is evaluated on its own test engines with their true remaining useful life.
+"""
+
+from fedpipe.usecase import UseCase
+
+from .data import LABEL, load_market, read_defaults
+from .features import build_features
+from .roi import maintenance_value
+
+USECASE = UseCase(
+    name="predictive_maintenance",
+    suite="predictive_maintenance",
+    objective="binary:logistic",
+    label=LABEL,
+    load=load_market,
+    features=build_features,
+    business_value=maintenance_value,
+    defaults=read_defaults(),
+)
+
+__all__ = ["USECASE", "build_features", "load_market", "maintenance_value"]
