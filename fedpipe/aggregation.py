@@ -40,6 +40,11 @@ def tree_count(doc: dict) -> int:
     return len(_model(doc)["trees"])
 
 
+def iteration_count(doc: dict) -> int:
+    """Boosting iterations (a multi-class or parallel-tree iteration holds several trees)."""
+    return len(_model(doc)["iteration_indptr"]) - 1
+
+
 def load_model_doc(raw: bytes) -> dict:
     return json.loads(raw)
 

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from fedpipe import keys, sealing
-from fedpipe.aggregation import TreeUpdate, aggregate_bagging, dump_model_doc, load_model_doc
+from fedpipe.aggregation import TreeUpdate, aggregate_bagging, check_compatible, dump_model_doc
 from fedpipe.config import FederationConfig
 from fedpipe.errors import QuorumError, SealError
 from fedpipe.roi import federation_roi, ratio
@@ -76,20 +76,21 @@ def _status_reason(exchange: Exchange, round_: int, market: str) -> str:
     path = exchange.status(round_, market)
     if not exchange.exists(path):
         return "no update delivered"
-    note = json.loads(exchange.get(path))
-    return note.get("reason") or f"status '{note.get('status')}' but no sealed update"
+    try:
+        note = json.loads(exchange.get(path))
+        return str(note.get("reason") or f"status '{note.get('status')}' but no sealed update")
+    except (ValueError, AttributeError):
+        return "no update delivered, and its status note is unreadable"
 
 
-def _open(run: Run, round_: int, parent: str, path: str, market: str, kind: str) -> dict:
-    senders = {market: keys.load_public_identity(run.federation.keys_dir, market)}
-    aggregator = keys.load_identity(run.federation.keys_dir, "aggregator")
-    header, payload = sealing.open_update(
-        run.exchange.get(path), federation=run.federation.name, round=round_, parent=parent,
-        senders=senders, recipient=aggregator, kind=kind,
-    )
-    if header["market"] != market:
-        raise SealError(f"envelope at {market}'s slot was sealed by market '{header['market']}'")
-    return json.loads(payload)
+def _known_senders(federation: FederationConfig) -> dict[str, keys.PublicIdentity]:
+    senders = {}
+    for market in federation.markets:
+        try:
+            senders[market] = keys.load_public_identity(federation.keys_dir, market)
+        except keys.KeyFileError:
+            continue  # a market that never registered keys cannot have sealed anything
+    return senders
 
 
 def open_sealed(run: Run, round_: int, parent: str, kind: str) -> tuple[dict[str, dict], dict[str, str]]:
@@ -98,18 +99,48 @@ def open_sealed(run: Run, round_: int, parent: str, kind: str) -> tuple[dict[str
     Returns (opened payloads by market, reasons by market for those left out). A market's bad envelope is
     that market's problem only: it is reported and the others go on.
     """
+    senders = _known_senders(run.federation)
+    aggregator = keys.load_identity(run.federation.keys_dir, "aggregator")
     opened, dropped = {}, {}
     for market in run.federation.markets:
         path = run.exchange.update(round_, market) if kind == "update" else run.exchange.metrics(round_, market)
-        if not run.exchange.exists(path):
-            dropped[market] = _status_reason(run.exchange, round_, market)
-            continue
         try:
-            opened[market] = _open(run, round_, parent, path, market, kind)
-        except (SealError, keys.KeyFileError, ValueError) as exc:
+            if not run.exchange.exists(path):
+                dropped[market] = _status_reason(run.exchange, round_, market)
+                continue
+            header, payload = sealing.open_update(
+                run.exchange.get(path), federation=run.federation.name, round=round_, parent=parent,
+                senders=senders, recipient=aggregator, kind=kind,
+            )
+            if header["market"] != market:
+                raise SealError(f"envelope in {market}'s slot was sealed by market '{header['market']}'")
+            opened[market] = json.loads(payload)
+        except (SealError, ValueError, OSError) as exc:
             dropped[market] = f"rejected {kind}: {exc}"
             log.warning("round %d: market %s: %s", round_, market, dropped[market])
     return opened, dropped
+
+
+def screen_updates(global_doc: dict | None, payloads: dict[str, dict]) -> tuple[dict[str, dict], dict[str, str]]:
+    """Keep the updates whose trees fit the global model; one market's malformed trees sink only that market."""
+    kept, dropped = {}, {}
+    reference = global_doc
+    for market in sorted(payloads):
+        payload = payloads[market]
+        try:
+            update = TreeUpdate(market, payload["model"], int(payload["n_rows"]))
+            if update.n_rows <= 0:
+                raise ValueError(f"market '{market}': update reports {update.n_rows} training rows")
+            if reference is not None:
+                check_compatible(reference, update)
+            else:
+                aggregate_bagging(None, [update])  # parses and checks the trees on their own
+                reference = update.model
+        except (KeyError, TypeError, ValueError) as exc:
+            dropped[market] = f"rejected update: {exc}"
+            continue
+        kept[market] = payload
+    return kept, dropped
 
 
 def aggregate_round(global_doc: dict | None, payloads: dict[str, dict], quorum: int, round_: int) -> dict:

@@ -6,15 +6,19 @@ Every field is validated on load; a bad field raises ConfigError naming the file
 
 from __future__ import annotations
 
+import importlib.util
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fedpipe.errors import ConfigError
 
 STRATEGIES = ("bagging",)
+# The same rule fedpipe.keys applies to party names: a market's name becomes its key files' names.
+MARKET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class _Strict(BaseModel):
@@ -59,15 +63,10 @@ class FederationConfig(_Strict):
         if not markets:
             raise ValueError("a federation needs at least one market")
         for name in markets:
-            if not name.replace("-", "").replace("_", "").isalnum() or name == "aggregator":
-                raise ValueError(f"market name '{name}' must be letters, digits, '-' or '_' and not 'aggregator'")
+            if not MARKET_NAME.match(name) or name == "aggregator":
+                raise ValueError(f"market name '{name}' must be 1-64 ASCII letters, digits, '.', '-' or '_', "
+                                 "start with a letter or digit, and not be 'aggregator'")
         return markets
-
-    @model_validator(mode="after")
-    def _quorum_reachable(self) -> "FederationConfig":
-        if self.quorum > len(self.markets):
-            raise ValueError(f"quorum {self.quorum} is more than the {len(self.markets)} markets")
-        return self
 
     def market_state(self, market: str) -> Path:
         return self.markets[market].state or Path(".fedpipe/markets") / market
@@ -88,7 +87,11 @@ def _resolve(base: Path, path: Path) -> Path:
 
 
 def parse_federation(raw: dict[str, Any], source: Path) -> FederationConfig:
-    """Validate a parsed TOML document; relative paths are taken from the config file's folder."""
+    """Validate a parsed TOML document.
+
+    Market paths (``data``, ``state``) are relative to the config file's folder; ``runs_dir`` and ``keys_dir``
+    to the working folder, so one federation file serves several checkouts.
+    """
     doc = dict(raw.get("federation", {}))
     unknown = set(raw) - {"federation", "model", "usecase", "roi", "markets"}
     if unknown:
@@ -104,10 +107,11 @@ def parse_federation(raw: dict[str, Any], source: Path) -> FederationConfig:
         config = FederationConfig.model_validate(doc)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = _field_path(first)
-        if field == "markets" and first["type"] == "missing":
-            field = "markets"
-        raise ConfigError(source, field, first["msg"]) from None
+        raise ConfigError(source, _field_path(first), first["msg"]) from None
+    if config.quorum > len(config.markets):
+        raise ConfigError(source, "quorum", f"quorum {config.quorum} is more than the {len(config.markets)} markets")
+    if importlib.util.find_spec(f"usecases.{config.usecase}") is None:
+        raise ConfigError(source, "usecase", f"no use case named '{config.usecase}' (no usecases/{config.usecase}/)")
     base = source.parent
     markets = {
         name: m.model_copy(update={"data": _resolve(base, m.data), "state": _resolve(base, m.state) if m.state else None})

@@ -17,7 +17,7 @@ import numpy as np
 import xgboost as xgb
 
 from fedpipe import contract, keys, sealing
-from fedpipe.aggregation import TreeUpdate, load_model_doc, new_trees, to_booster, tree_count
+from fedpipe.aggregation import TreeUpdate, iteration_count, load_model_doc, new_trees, to_booster
 from fedpipe.config import FederationConfig
 from fedpipe.errors import MarketDataError
 from fedpipe.metrics import classification_metrics
@@ -82,15 +82,27 @@ def load_data(site: MarketSite) -> MarketData:
 
 
 def validate_data(site: MarketSite, data: MarketData) -> list[contract.ValidationSummary]:
-    """Run the contract on the training and the held-out table; raise the first failure as MarketDataError."""
+    """Run the contract on the training and the held-out table; raise the first failure as MarketDataError.
+
+    A passing result is remembered against the data's content hash, the suite and the options, so later rounds
+    on unchanged data skip Great Expectations; one changed byte, or a new contract, validates again.
+    """
+    key = hashlib.sha256(json.dumps(
+        [fingerprint(list(data.sources.values())), fingerprint([site.suite_path]), site.options()],
+        sort_keys=True, default=str).encode()).hexdigest()[:16]
+    cached = site.state_dir / f"validation-{key}.json"
+    if cached.exists():
+        return [contract.ValidationSummary(**s) for s in json.loads(cached.read_text())]
     summaries = [
+        # The file's name, not its path: this summary leaves the market, its location does not.
         contract.validate_table(getattr(data, table), suite_path=site.suite_path, market=site.market,
-                                file=str(data.sources.get(table, table)))
+                                file=Path(data.sources.get(table, table)).name)
         for table in ("train", "test")
     ]
     for summary in summaries:
         if not summary.success:
             raise summary.error()
+    atomic_write_json(cached, [s.to_dict() for s in summaries])
     return summaries
 
 
@@ -107,7 +119,7 @@ def fetch_global_model(site: MarketSite, round_: int) -> tuple[dict | None, str]
 
 
 def _matrix(site: MarketSite, table) -> xgb.DMatrix:
-    features = site.usecase.features(table)
+    features = site.usecase.features(table, site.options())
     return xgb.DMatrix(features, label=table[site.usecase.label].to_numpy(), feature_names=list(features.columns))
 
 
@@ -120,7 +132,8 @@ def train_update(site: MarketSite, data: MarketData, global_doc: dict | None) ->
     dtrain = _matrix(site, data.train)
     start = to_booster(global_doc) if global_doc is not None else None
     booster = xgb.train(_params(site), dtrain, num_boost_round=site.federation.trees_per_round, xgb_model=start)
-    return TreeUpdate(site.market, new_trees(booster, tree_count(global_doc) if global_doc else 0), dtrain.num_row())
+    start_iteration = iteration_count(global_doc) if global_doc else 0
+    return TreeUpdate(site.market, new_trees(booster, start_iteration), dtrain.num_row())
 
 
 def seal_payload(site: MarketSite, round_: int, parent: str, payload: dict, kind: str = "update") -> bytes:

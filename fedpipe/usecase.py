@@ -40,8 +40,8 @@ class UseCase:
     label: str  # column of train/test the model learns
     # load(market, location, options) -> MarketData; raises MarketDataError naming market, file, field
     load: Callable[[str, Path, Mapping[str, Any]], MarketData]
-    # features(table) -> model inputs; same columns, same order, in every market
-    features: Callable[[pd.DataFrame], pd.DataFrame]
+    # features(table, options) -> model inputs; same columns, same order, in every market
+    features: Callable[[pd.DataFrame, Mapping[str, Any]], pd.DataFrame]
     # business_value(test_table, scores, roi_params) -> {"cost_no_model", "cost_model", "savings", "programme_cost", "roi", ...}
     business_value: Callable[[pd.DataFrame, np.ndarray, Mapping[str, Any]], dict]
     defaults: Mapping[str, Any] = field(default_factory=dict)

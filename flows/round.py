@@ -26,7 +26,7 @@ def federated_training(config: str, rounds: int | None = None, run_id: str | Non
                     federation.trees_per_round)
         run_market_flows(market_train, markets, federation.market_timeout_s,
                          config=config, round_=round_, exchange=exchange)
-        payloads, dropped = open_updates(run, round_, parent)
+        payloads, dropped = open_updates(run, round_, parent, global_doc)
         global_doc = aggregate_updates(global_doc, payloads, federation.quorum, round_)
         parent = publish_global_model(run, round_, global_doc)
         run_market_flows(market_evaluate, sorted(payloads), federation.market_timeout_s,

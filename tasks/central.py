@@ -21,8 +21,11 @@ def publish_global_model(run: c.Run, round_: int, doc: dict) -> str:
 
 
 @central_task
-def open_updates(run: c.Run, round_: int, parent: str):
-    return c.open_sealed(run, round_, parent, "update")
+def open_updates(run: c.Run, round_: int, parent: str, global_doc: dict | None):
+    """Verify, decrypt and screen each market's update; returns (payloads, reasons for those left out)."""
+    opened, dropped = c.open_sealed(run, round_, parent, "update")
+    kept, rejected = c.screen_updates(global_doc, opened)
+    return kept, {**dropped, **rejected}
 
 
 @central_task

@@ -7,7 +7,7 @@ engines and is evaluated on its own test engines with their true remaining usefu
 from fedpipe.usecase import UseCase
 
 from .data import LABEL, load_market, read_defaults
-from .features import build_features
+from .features import build_features, model_inputs
 from .roi import maintenance_value
 
 USECASE = UseCase(
@@ -16,7 +16,7 @@ USECASE = UseCase(
     objective="binary:logistic",
     label=LABEL,
     load=load_market,
-    features=build_features,
+    features=model_inputs,
     business_value=maintenance_value,
     defaults=read_defaults(),
 )

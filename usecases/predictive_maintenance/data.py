@@ -119,10 +119,9 @@ def _read_table(market: str, location: Path, name: str, columns: list[str]) -> t
     if path.stat().st_size == 0:
         raise MarketDataError(market, path, None, "empty (0 bytes)")
     try:
-        if path.suffix == ".parquet":
-            raw = pd.read_parquet(path, engine="pyarrow")
-        else:
-            raw = pd.read_csv(path)
+        # Read through a Python file handle: one read path for every format, and visible to audit hooks.
+        with open(path, "rb") as handle:
+            raw = pd.read_parquet(handle, engine="pyarrow") if path.suffix == ".parquet" else pd.read_csv(handle)
     except pd.errors.EmptyDataError as exc:
         raise MarketDataError(market, path, None, "empty (no header, no rows)") from exc
     except Exception as exc:  # corrupt bytes surface as many exception types (ArrowInvalid, OSError, ParserError, ...)

@@ -8,6 +8,8 @@ never inputs. Rows come back in the order, and with the index, of the table pass
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -51,3 +53,8 @@ def build_features(table: pd.DataFrame, window: int | None = None) -> pd.DataFra
     stats[order[rows]] = np.hstack([mean.to_numpy(), np.where(np.isnan(std), 0.0, std)])
     own = table[[*SETTINGS, *SENSORS, "cycle"]].to_numpy(dtype="float64")
     return pd.DataFrame(np.hstack([own, stats]), columns=FEATURE_COLUMNS, index=table.index)
+
+
+def model_inputs(table: pd.DataFrame, options: Mapping[str, Any]) -> pd.DataFrame:
+    """The use-case contract's ``features(table, options)``: the federation's ``[usecase] window`` wins."""
+    return build_features(table, window=options.get("window"))

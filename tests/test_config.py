@@ -1,0 +1,162 @@
+"""fedpipe.config: the demo federation loads, and every bad field is a ConfigError naming file and field."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from fedpipe import keys
+from fedpipe.config import load_federation
+from fedpipe.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "federations" / "cmapss.toml"
+
+BASE = {
+    "federation": {"name": "t", "usecase": "predictive_maintenance", "quorum": 2},
+    "markets": {"A": {"data": "data/A"}, "B": {"data": "data/B"}},
+}
+
+
+def _toml(doc: dict) -> str:
+    """A tiny TOML writer for the shapes used here: tables of scalars, nested tables as dotted headers."""
+    lines: list[str] = []
+    key = lambda k: k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k)  # noqa: E731
+
+    def table(name: str, body: dict) -> None:
+        lines.append(f"[{name}]")
+        lines.extend(f"{k} = {json.dumps(v)}" for k, v in body.items() if not isinstance(v, dict))
+        for k, v in body.items():
+            if isinstance(v, dict):
+                table(f"{name}.{key(k)}", v)
+
+    for name, body in doc.items():
+        table(name, body)
+    return "\n".join(lines) + "\n"
+
+
+def _write(tmp_path: Path, doc: dict) -> Path:
+    path = tmp_path / "fed.toml"
+    path.write_text(_toml(doc), encoding="utf-8")
+    return path
+
+
+def _bad(mutate) -> dict:
+    doc = copy.deepcopy(BASE)
+    mutate(doc)
+    return doc
+
+
+# --- the demo federation ------------------------------------------------------------------------------------
+
+
+def test_demo_federation_loads():
+    fed = load_federation(DEMO)
+    assert list(fed.markets) == ["FD001", "FD002", "FD003", "FD004"]
+    assert fed.markets["FD004"].subsample == 0.2
+    assert {m.subsample for name, m in fed.markets.items() if name != "FD004"} == {1.0}
+    for name, market in fed.markets.items():
+        assert market.data.is_absolute() and market.data.is_dir(), name
+        assert market.data == REPO / "usecases" / "predictive_maintenance" / "data" / name
+        assert (market.data / "train.parquet").is_file()
+    assert fed.quorum == 3 and fed.trees_per_round == 10 and fed.rounds == 5
+    assert fed.source == DEMO
+    assert fed.xgb_params()["base_score"] == 0.5  # [model] reaches XGBoost
+    assert fed.usecase_options == {"horizon": 30}
+
+
+def test_relative_market_paths_are_taken_from_the_config_folder(tmp_path, monkeypatch):
+    (tmp_path / "data" / "A").mkdir(parents=True)
+    path = _write(tmp_path, BASE)
+    monkeypatch.chdir(REPO)  # not the config's folder
+    fed = load_federation(path)
+    assert fed.markets["A"].data == tmp_path / "data" / "A"
+
+
+# --- bad configs --------------------------------------------------------------------------------------------
+
+BAD = {
+    # id: (document, field reported, words of the problem)
+    "unknown section": (_bad(lambda d: d.update(extra={"x": 1})), "extra", "unknown section"),
+    "unknown federation field": (_bad(lambda d: d["federation"].update(roundz=3)), "roundz", "Extra inputs"),
+    "unknown market field": (_bad(lambda d: d["markets"]["A"].update(subsampel=0.5)), "markets.A.subsampel",
+                             "Extra inputs"),
+    "unknown roi field": (_bad(lambda d: d.update(roi={"treshold": 0.4})), "roi.treshold", "Extra inputs"),
+    "rounds 0": (_bad(lambda d: d["federation"].update(rounds=0)), "rounds", "greater than or equal to 1"),
+    "negative trees_per_round": (_bad(lambda d: d["federation"].update(trees_per_round=-5)), "trees_per_round",
+                                 "greater than or equal to 1"),
+    "subsample 0": (_bad(lambda d: d["markets"]["B"].update(subsample=0)), "markets.B.subsample",
+                    "greater than 0"),
+    "subsample 1.5": (_bad(lambda d: d["markets"]["A"].update(subsample=1.5)), "markets.A.subsample",
+                      "less than or equal to 1"),
+    "missing markets": (_bad(lambda d: d.pop("markets")), "markets", "at least one market"),
+    "market without data": (_bad(lambda d: d["markets"]["A"].pop("data")), "markets.A.data", "Field required"),
+    "market named aggregator": (_bad(lambda d: d["markets"].update(aggregator={"data": "x"})), "markets",
+                                "'aggregator'"),
+    "bad strategy": (_bad(lambda d: d["federation"].update(strategy="fedavg")), "strategy", "'bagging'"),
+    "roi threshold 1.0": (_bad(lambda d: d.update(roi={"threshold": 1.0})), "roi.threshold", "less than 1"),
+    "missing name": (_bad(lambda d: d["federation"].pop("name")), "name", "Field required"),
+}
+
+
+@pytest.mark.parametrize("doc, field, problem", BAD.values(), ids=BAD.keys())
+def test_bad_config_names_file_and_field(tmp_path, doc, field, problem):
+    path = _write(tmp_path, doc)
+    with pytest.raises(ConfigError) as info:
+        load_federation(path)
+    err = info.value
+    assert err.field == field
+    assert problem in err.problem
+    assert err.file == str(path.resolve())
+    assert str(path.resolve()) in str(err) and f"field '{field}'" in str(err)
+
+
+def test_quorum_larger_than_markets_is_rejected(tmp_path):
+    path = _write(tmp_path, _bad(lambda d: d["federation"].update(quorum=3)))
+    with pytest.raises(ConfigError, match=r"quorum 3 is more than the 2 markets") as info:
+        load_federation(path)
+    assert str(path.resolve()) in str(info.value)
+
+
+def test_quorum_larger_than_markets_names_the_quorum_field(tmp_path):
+    path = _write(tmp_path, _bad(lambda d: d["federation"].update(quorum=3)))
+    with pytest.raises(ConfigError) as info:
+        load_federation(path)
+    assert info.value.field in ("quorum", "federation.quorum")
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError, match="no such file") as info:
+        load_federation(path)
+    assert info.value.field == "(file)" and str(path) in str(info.value)
+
+
+def test_invalid_toml(tmp_path):
+    path = tmp_path / "fed.toml"
+    path.write_text('[federation]\nname = "t\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid TOML") as info:
+        load_federation(path)
+    assert info.value.field == "(syntax)" and str(path) in str(info.value)
+    assert "line 2" in str(info.value)  # tomllib's position survives, so the user can find the typo
+
+
+@pytest.mark.parametrize("name", ["-east", "Zürich"])
+def test_market_names_config_accepts_are_names_keys_accept(tmp_path, name):
+    doc = _bad(lambda d: d["markets"].update({name: {"data": "x"}}))
+    try:
+        load_federation(_write(tmp_path, doc))
+    except ConfigError:
+        return  # rejected on load: fine
+    keys.generate_identity(tmp_path / "keys", name)  # accepted on load: its identity must then be creatable
+
+
+def test_unknown_usecase_is_rejected_on_load(tmp_path):
+    path = _write(tmp_path, _bad(lambda d: d["federation"].update(usecase="predictive_maintenanse")))
+    with pytest.raises(ConfigError) as info:
+        load_federation(path)
+    assert info.value.field in ("usecase", "federation.usecase")
