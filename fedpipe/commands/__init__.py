@@ -1,0 +1,6 @@
+"""One module per `fedpipe` sub-command; each exposes ``register(subparsers)``.
+
+Add a command by writing a module here and naming it in ``COMMANDS`` (order = order in ``--help``).
+"""
+
+COMMANDS = ["run"]
