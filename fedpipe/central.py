@@ -16,10 +16,14 @@ from typing import Any
 
 import pandas as pd
 
-from fedpipe import keys, sealing
+from fedpipe import keys, sealing, strategies, trust
 from fedpipe.aggregation import TreeUpdate, aggregate_bagging, check_compatible, dump_model_doc
 from fedpipe.config import FederationConfig
 from fedpipe.errors import QuorumError, SealError
+from fedpipe.faults import crash_point
+from fedpipe.metrics import headline_metrics
+from fedpipe.federation_metrics import federation_metrics
+from fedpipe.strategies.personal import choice_table
 from fedpipe.roi import federation_roi, ratio
 from fedpipe.storage import Exchange, atomic_write_bytes, atomic_write_json, atomic_write_parquet
 
@@ -57,6 +61,10 @@ def start_run(federation: FederationConfig, run_id: str | None = None, exchange_
     tmp_link.symlink_to(run_id)
     os.replace(tmp_link, latest)  # swap the link atomically
     keys.ensure_identity(federation.keys_dir, "aggregator")
+    if exchange_url is None and federation.exchange:
+        exchange_url = f"{federation.exchange.rstrip('/')}/{run_id}"  # one prefix per run in a shared store
+        if "://" not in exchange_url:
+            exchange_url = str(Path(exchange_url).resolve())  # a folder: the same path for every market
     return Run(federation, run_id, root, Exchange(exchange_url or root / "exchange"))
 
 
@@ -66,9 +74,11 @@ def publish_global_model(run: Run, round_: int, doc: dict) -> str:
     aggregator = keys.load_identity(run.federation.keys_dir, "aggregator")
     signature = sealing.sign_model(raw, federation=run.federation.name, round=round_, signer=aggregator)
     atomic_write_bytes(run.model_path(round_), raw)
+    crash_point("after-model-saved", round_)
     path = run.exchange.global_model(round_)
     run.exchange.put(path, raw)
     run.exchange.put(path + ".sig", signature)
+    crash_point("after-model-published", round_)
     return sealing.sha256_hex(raw)
 
 
@@ -83,27 +93,27 @@ def _status_reason(exchange: Exchange, round_: int, market: str) -> str:
         return "no update delivered, and its status note is unreadable"
 
 
-def _known_senders(federation: FederationConfig) -> dict[str, keys.PublicIdentity]:
-    senders = {}
-    for market in federation.markets:
-        try:
-            senders[market] = keys.load_public_identity(federation.keys_dir, market)
-        except keys.KeyFileError:
-            continue  # a market that never registered keys cannot have sealed anything
-    return senders
+def _known_senders(federation: FederationConfig) -> dict[str, list[keys.PublicIdentity]]:
+    """Each market's trusted keys (registered in the federation file, else keys_dir; rotated-out keys in grace)."""
+    return trust.senders(federation)
 
 
-def open_sealed(run: Run, round_: int, parent: str, kind: str) -> tuple[dict[str, dict], dict[str, str]]:
+def open_sealed(run: Run, round_: int, parent: str, kind: str, slot=None) -> tuple[dict[str, dict], dict[str, str]]:
     """Open every market's sealed ``kind`` ("update" or "metrics") for a round.
+
+    ``slot(round_, market)`` overrides where a market's envelope is read from (e.g. hold-out screening reports).
 
     Returns (opened payloads by market, reasons by market for those left out). A market's bad envelope is
     that market's problem only: it is reported and the others go on.
     """
+    if kind == "update":
+        crash_point("after-updates", round_)
     senders = _known_senders(run.federation)
-    aggregator = keys.load_identity(run.federation.keys_dir, "aggregator")
+    aggregator = keys.decryption_identities(run.federation.keys_dir, "aggregator")  # current + retired in grace
     opened, dropped = {}, {}
     for market in run.federation.markets:
-        path = run.exchange.update(round_, market) if kind == "update" else run.exchange.metrics(round_, market)
+        path = slot(round_, market) if slot else \
+            run.exchange.update(round_, market) if kind == "update" else run.exchange.metrics(round_, market)
         try:
             if not run.exchange.exists(path):
                 dropped[market] = _status_reason(run.exchange, round_, market)
@@ -111,6 +121,8 @@ def open_sealed(run: Run, round_: int, parent: str, kind: str) -> tuple[dict[str
             header, payload = sealing.open_update(
                 run.exchange.get(path), federation=run.federation.name, round=round_, parent=parent,
                 senders=senders, recipient=aggregator, kind=kind,
+                revoked=trust.revoked_markets(run.federation),
+                max_bytes=int(run.federation.screening.max_update_mb * 2**20),
             )
             if header["market"] != market:
                 raise SealError(f"envelope in {market}'s slot was sealed by market '{header['market']}'")
@@ -143,22 +155,25 @@ def screen_updates(global_doc: dict | None, payloads: dict[str, dict]) -> tuple[
     return kept, dropped
 
 
-def aggregate_round(global_doc: dict | None, payloads: dict[str, dict], quorum: int, round_: int) -> dict:
-    """The next global model, or QuorumError (and no model at all) if too few markets delivered."""
+def aggregate_round(global_doc: dict | None, payloads: dict[str, dict], quorum: int, round_: int,
+                    strategy: str = "bagging") -> dict:
+    """The next global model (combined as ``strategy`` says), or QuorumError if too few markets delivered."""
     if len(payloads) < quorum:
         raise QuorumError(
             f"round {round_}: only {len(payloads)} valid update(s) ({', '.join(sorted(payloads)) or 'none'}), "
             f"quorum is {quorum}; no global model written for this round"
         )
     updates = [TreeUpdate(market, p["model"], int(p["n_rows"])) for market, p in payloads.items()]
-    return aggregate_bagging(global_doc, updates)
+    doc = strategies.aggregate(strategy, global_doc, updates)
+    crash_point("after-aggregate", round_)
+    return doc
 
 
 def round_tables(round_: int, evaluations: dict[str, dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-market metric rows (both models) and ROI rows (per market plus the federation)."""
     metric_rows, roi_rows = [], []
     for market, ev in sorted(evaluations.items()):
-        for model in ("federated", "local_only"):
+        for model in [m for m in ("federated", "local_only", "personalised") if m in ev]:
             metric_rows.append({"round": round_, "market": market, "model": model, **ev[model]["metrics"],
                                 "train_rows": ev["train_rows"]})
         fed, local = ev["federated"]["value"], ev["local_only"]["value"]
@@ -175,7 +190,19 @@ def round_tables(round_: int, evaluations: dict[str, dict]) -> tuple[pd.DataFram
         local_cost = sum(ev["local_only"]["value"]["programme_cost"] for ev in evaluations.values())
         roi_rows.append({"round": round_, "market": "federation", **total,
                          "roi_local_only": ratio(total["savings_local_only"], local_cost)})
+    metric_rows += federation_metric_rows(round_, evaluations)
     return pd.DataFrame(metric_rows), pd.DataFrame(roi_rows)
+
+
+def federation_metric_rows(round_: int, evaluations: dict[str, dict]) -> list[dict]:
+    """``market = "federation"`` rows from the markets' summed sufficient statistics, never averaged scores."""
+    rows = []
+    for model in ("federated", "local_only"):
+        stats = [ev[model]["stats"] for ev in evaluations.values() if "stats" in ev.get(model, {})]
+        if stats and len(stats) == len(evaluations):
+            rows.append({"round": round_, "market": "federation", "model": model, **federation_metrics(stats),
+                         "train_rows": sum(int(ev["train_rows"]) for ev in evaluations.values())})
+    return rows
 
 
 def record_round(run: Run, round_: int, model_sha: str, contributors: dict[str, int], dropped: dict[str, str],
@@ -183,11 +210,14 @@ def record_round(run: Run, round_: int, model_sha: str, contributors: dict[str, 
     """Append the round to metrics.parquet, roi.parquet and rounds.json, each replaced atomically."""
     for name, frame in (("metrics.parquet", metrics), ("roi.parquet", roi)):
         path = run.root / name
+        if frame.empty and not path.exists():
+            continue  # no figures this round (e.g. a secure sum that could not be unmasked): write no empty table
         previous = pd.read_parquet(path) if path.exists() else None
         if previous is not None:
             previous = previous[previous["round"] != round_]  # a re-run round replaces itself
             frame = pd.concat([previous, frame], ignore_index=True)
         atomic_write_parquet(path, frame)
+    crash_point("mid-record", round_)
     record = {
         "round": round_, "model": str(run.model_path(round_).relative_to(run.root)), "model_sha256": model_sha,
         "contributors": contributors, "dropped": dropped, "finished": datetime.now(timezone.utc).isoformat(),
@@ -197,21 +227,32 @@ def record_round(run: Run, round_: int, model_sha: str, contributors: dict[str, 
     return record
 
 
+def record_failure(run: Run, round_: int, error: Exception, dropped: dict[str, str]) -> str:
+    """Keep why a round could not produce a model (failure.json, summary.md); return a message that says it all.
+
+    No model, table or round record is written for the failed round: the last good round stays the run's latest.
+    """
+    atomic_write_json(run.root / "failure.json", {"round": round_, "error": str(error), "dropped": dropped,
+                                                  "at": datetime.now(timezone.utc).isoformat()})
+    write_summary(run)
+    reasons = "".join(f"\n  - {m}: {why}" for m, why in dropped.items())
+    return f"{error}\nLeft out in round {round_}:{reasons or ' none'}\nDetails: {run.root / 'summary.md'}"
+
+
 def comparison_table(run_root: Path) -> pd.DataFrame:
     """Last round, per market: local-only vs federated on the headline metric and ROI."""
     metrics = pd.read_parquet(run_root / "metrics.parquet")
     roi = pd.read_parquet(run_root / "roi.parquet")
     last = metrics["round"].max()
-    m = metrics[metrics["round"] == last].pivot(index="market", columns="model", values=["auc", "log_loss"])
-    table = pd.DataFrame({
-        "auc_local_only": m[("auc", "local_only")], "auc_federated": m[("auc", "federated")],
-        "log_loss_local_only": m[("log_loss", "local_only")], "log_loss_federated": m[("log_loss", "federated")],
-    })
+    loss, other = headline_metrics(metrics.columns)  # log_loss/auc, or mae/r2 for a regression use case
+    m = metrics[metrics["round"] == last].pivot(index="market", columns="model", values=[other, loss])
+    table = pd.DataFrame({f"{name}_{model}": m[(name, model)]
+                          for name in (other, loss) for model in ("local_only", "federated")})
     r = roi[roi["round"] == last].set_index("market")
     table["savings_local_only"] = r["savings_local_only"]
     table["savings_federated"] = r["savings"]
     table["roi_federated"] = r["roi"]
-    table["federated_better"] = table["log_loss_federated"] < table["log_loss_local_only"]
+    table["federated_better"] = table[f"{loss}_federated"] < table[f"{loss}_local_only"]
     table.loc["federation", ["savings_local_only", "savings_federated", "roi_federated"]] = (
         r.loc["federation", ["savings_local_only", "savings", "roi"]].to_numpy()
     )
@@ -238,8 +279,17 @@ def write_summary(run: Run) -> Path:
     for rec in run.rounds:
         dropped = "; ".join(f"{m}: {why}" for m, why in rec["dropped"].items()) or "none"
         lines.append(f"- round {rec['round']}: contributors {', '.join(sorted(rec['contributors']))}; left out: {dropped}")
+    failure = run.root / "failure.json"
+    if failure.exists():
+        failed = json.loads(failure.read_text())
+        lines += ["", f"**Stopped in round {failed['round']}**: {failed['error']}", ""]
+        lines += [f"- {m}: {why}" for m, why in failed["dropped"].items()]
     if (run.root / "metrics.parquet").exists():
         lines += ["", "## Last round: local-only vs federated", "", markdown_table(comparison_table(run.root))]
+        metrics = pd.read_parquet(run.root / "metrics.parquet")
+        if "personalised" in set(metrics["model"]):
+            lines += ["", "## Personalisation: the best model for each market (last round, held-out rows)", "",
+                      markdown_table(choice_table(metrics))]
     path = run.root / "summary.md"
     atomic_write_bytes(path, "\n".join(lines).encode() + b"\n")
     return path

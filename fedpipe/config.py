@@ -15,8 +15,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fedpipe.errors import ConfigError
+from fedpipe.trust import PartyKeys
 
-STRATEGIES = ("bagging",)
+STRATEGIES = ("bagging", "histogram")  # the round flow's; cyclic and fedavg: fedpipe/strategies/, benchmark only
 # The same rule fedpipe.keys applies to party names: a market's name becomes its key files' names.
 MARKET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -25,8 +26,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class MarketConfig(_Strict):
-    """A market as the federation knows it. ``data`` is only read by that market's own flow."""
+class MarketConfig(PartyKeys, _Strict):
+    """A market as the federation knows it. ``data`` is only read by that market's own flow.
+
+    Its key fields (``enc_public``, ``sign_public``, ``previous_keys``, ``revoked``) are fedpipe.trust.PartyKeys."""
 
     data: Path = Field(description="the market's local data folder (read only inside the market)")
     subsample: float = Field(1.0, gt=0, le=1, description="keep this fraction of training entities (simulation)")
@@ -34,10 +37,34 @@ class MarketConfig(_Strict):
 
 
 class RoiConfig(_Strict):
+    """The business-value parameters. Extra keys are a use case's own (checked against its defaults on load)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
     threshold: float = Field(0.5, gt=0, lt=1, description="act when the predicted probability reaches this")
     cost_unplanned_failure: float = Field(250_000, ge=0)
     cost_planned_maintenance: float = Field(40_000, ge=0)
     cost_needless_inspection: float = Field(8_000, ge=0)
+
+
+class ScreeningConfig(_Strict):
+    """Limits every update must meet, and the optional hold-out check of each update (fedpipe.screening)."""
+
+    max_update_mb: float = Field(16, gt=0, description="a sealed update larger than this is rejected unopened")
+    holdout_check: bool = Field(False, description="each market scores every other market's update on its own "
+                                                   "held-out rows (costs one extra market flow per market per round)")
+    max_loss_increase: float = Field(0.05, ge=0, description="reject an update if, on the other markets' held-out "
+                                                             "rows, it raises the loss by more than this fraction "
+                                                             "(median over markets)")
+
+
+class RegistryConfig(_Strict):
+    """The council's model registry and its "no market worse off" gate."""
+
+    dir: Path | None = Field(None, description="registry folder (relative to the working folder); default "
+                                              "registry/ next to runs_dir")
+    metric: Literal["log_loss", "auc", "precision", "recall", "mae", "rmse", "r2"] = Field(
+        "log_loss", description="gate metric, as each market's evaluation reports it")
+    tolerance: float = Field(0.01, ge=0, description="a market may lose at most this much on the gate metric")
 
 
 class FederationConfig(_Strict):
@@ -47,15 +74,38 @@ class FederationConfig(_Strict):
     trees_per_round: int = Field(10, ge=1, le=1000, description="new trees each market adds per round")
     quorum: int = Field(2, ge=1, description="minimum markets with a valid update for a round to count")
     strategy: Literal[STRATEGIES] = "bagging"  # type: ignore[valid-type]
-    seed: int = 0
+    secure_aggregation: bool = Field(False, description="markets send masked sums of their evaluation figures; "
+                                                         "the centre learns only federation totals (fedpipe.secagg)")
+    seed: int = Field(0, ge=0)
     market_timeout_s: float = Field(900, gt=0, description="a market flow running longer is dropped")
     model: dict[str, Any] = Field(default_factory=dict, description="XGBoost parameters")
     usecase_options: dict[str, Any] = Field(default_factory=dict)
     roi: RoiConfig = Field(default_factory=RoiConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    screening: ScreeningConfig = Field(default_factory=ScreeningConfig)
     markets: dict[str, MarketConfig]
     runs_dir: Path = Path("runs")
     keys_dir: Path = Path(".fedpipe/keys")
+    aggregator: PartyKeys | None = Field(None, description="the aggregator's registered public keys ([aggregator])")
+    # Deployed mode (fedpipe deploy / fedpipe agent): see README "Run it across machines".
+    cadence: str | None = Field(None, description="cron schedule of the deployed round flow, e.g. '0 3 * * 1'")
+    exchange: str | None = Field(None, description="fsspec URL of the exchange (s3://, az://, gs://, a folder); "
+                                                   "each run uses <exchange>/<run-id>; default runs/<run-id>/exchange")
+    dispatch: Literal["local", "deployments"] = Field(
+        "local", description="local: market flows as subflows here; deployments: on each market's work pool")
     source: Path | None = None  # the file this was read from
+
+    @field_validator("cadence")
+    @classmethod
+    def _cron(cls, cadence: str | None) -> str | None:
+        if cadence is not None:
+            from prefect.client.schemas.schedules import CronSchedule
+
+            try:
+                CronSchedule(cron=cadence)  # Prefect's own check: the schedule `fedpipe deploy` will create
+            except ValidationError:
+                raise ValueError(f"'{cadence}' is not a cron schedule (e.g. '0 3 * * 1' = Mondays 03:00)") from None
+        return cadence
 
     @field_validator("markets")
     @classmethod
@@ -92,14 +142,20 @@ def parse_federation(raw: dict[str, Any], source: Path) -> FederationConfig:
     Market paths (``data``, ``state``) are relative to the config file's folder; ``runs_dir`` and ``keys_dir``
     to the working folder, so one federation file serves several checkouts.
     """
+    for section, value in raw.items():  # `federation = false` must be named, not crash dict()
+        if not isinstance(value, dict):
+            raise ConfigError(source, section, f"must be a table ([{section}]), got {type(value).__name__}")
     doc = dict(raw.get("federation", {}))
-    unknown = set(raw) - {"federation", "model", "usecase", "roi", "markets"}
+    unknown = set(raw) - {"federation", "model", "usecase", "roi", "markets", "registry", "aggregator", "screening"}
     if unknown:
-        raise ConfigError(source, sorted(unknown)[0], "unknown section (expected federation, model, usecase, roi, markets)")
+        raise ConfigError(source, sorted(unknown)[0], "unknown section (expected federation, model, usecase, roi, markets, registry, aggregator, screening)")
     doc.update(
         model=raw.get("model", {}),
         usecase_options=raw.get("usecase", {}),
         roi=raw.get("roi", {}),
+        registry=raw.get("registry", {}),
+        screening=raw.get("screening", {}),
+        aggregator=raw.get("aggregator"),
         markets=raw.get("markets", {}),
         source=source,
     )
@@ -110,8 +166,13 @@ def parse_federation(raw: dict[str, Any], source: Path) -> FederationConfig:
         raise ConfigError(source, _field_path(first), first["msg"]) from None
     if config.quorum > len(config.markets):
         raise ConfigError(source, "quorum", f"quorum {config.quorum} is more than the {len(config.markets)} markets")
+    if config.secure_aggregation:
+        _check_secure_aggregation(config, source)
     if importlib.util.find_spec(f"usecases.{config.usecase}") is None:
         raise ConfigError(source, "usecase", f"no use case named '{config.usecase}' (no usecases/{config.usecase}/)")
+    _check_roi_keys(config, source)
+    _check_usecase_keys(config, source)
+    _check_model_params(config, source)
     base = source.parent
     markets = {
         name: m.model_copy(update={"data": _resolve(base, m.data), "state": _resolve(base, m.state) if m.state else None})
@@ -119,8 +180,71 @@ def parse_federation(raw: dict[str, Any], source: Path) -> FederationConfig:
     }
     return config.model_copy(
         update={"markets": markets, "runs_dir": _resolve(Path.cwd(), config.runs_dir),
-                "keys_dir": _resolve(Path.cwd(), config.keys_dir)}
+                "keys_dir": _resolve(Path.cwd(), config.keys_dir),
+                "registry": config.registry.model_copy(update={"dir": _resolve(Path.cwd(), config.registry.dir)
+                                                               if config.registry.dir else
+                                                               _resolve(Path.cwd(), config.runs_dir).parent / "registry"})}
     )
+
+
+def _check_secure_aggregation(config: FederationConfig, source: Path) -> None:
+    """Secure aggregation needs three markets in every round it sums (with two, each could deduce the other's
+    part from the total), so both the federation and the quorum must be at least three."""
+    from fedpipe.secagg import MIN_PARTIES
+
+    if len(config.markets) < MIN_PARTIES:
+        raise ConfigError(source, "secure_aggregation", f"needs at least {MIN_PARTIES} markets, the federation has "
+                          f"{len(config.markets)} ({', '.join(config.markets)}): with two, each market could "
+                          "deduce the other's figures from the total")
+    if config.quorum < MIN_PARTIES:
+        raise ConfigError(source, "quorum", f"quorum {config.quorum} is below {MIN_PARTIES}, the fewest markets "
+                          "secure aggregation can sum without one deducing another's part; set quorum >= 3")
+
+
+def _check_usecase_keys(config: FederationConfig, source: Path) -> None:
+    """A typo in ``[usecase]`` would silently fall back to a default: refuse keys the use case does not know."""
+    from fedpipe.usecase import get_usecase
+
+    known = set(get_usecase(config.usecase).defaults)
+    for key in sorted(config.usecase_options):
+        if key not in known:
+            raise ConfigError(source, f"usecase.{key}", f"unknown option for use case '{config.usecase}' "
+                                                        f"(known: {', '.join(sorted(known))})")
+
+
+def _check_model_params(config: FederationConfig, source: Path) -> None:
+    """Refuse ``[model]`` keys XGBoost would ignore (it only warns, every round, in every market).
+
+    One boosting step on four synthetic rows, then every key must appear in the booster's own configuration.
+    """
+    if not config.model:
+        return
+    import numpy as np
+    import xgboost as xgb
+
+    params = {**config.xgb_params(), "nthread": 1}
+    try:
+        booster = xgb.train(params, xgb.DMatrix(np.arange(8.0).reshape(4, 2), label=[0, 1, 0, 1]), 1)
+    except xgb.core.XGBoostError as exc:
+        raise ConfigError(source, "model", f"XGBoost refuses these parameters: {str(exc).splitlines()[0]}") from None
+    known = booster.save_config()
+    for key in sorted(config.model):
+        if f'"{key}"' not in known:
+            raise ConfigError(source, f"model.{key}", "not an XGBoost parameter (XGBoost would ignore it)")
+
+
+def _check_roi_keys(config: FederationConfig, source: Path) -> None:
+    """A ``[roi]`` key beyond the common ones must be one the use case knows (a key of its defaults)."""
+    extra = sorted(config.roi.model_extra or {})
+    if not extra:
+        return
+    from fedpipe.usecase import get_usecase
+
+    known = set(get_usecase(config.usecase).defaults)
+    for key in extra:
+        if key not in known:
+            raise ConfigError(source, f"roi.{key}", f"unknown ROI parameter for use case '{config.usecase}' "
+                                                    f"(known: {', '.join(sorted(known))})")
 
 
 def load_federation(path: str | Path) -> FederationConfig:

@@ -6,6 +6,10 @@ A party owns two key pairs, stored as PKCS8 PEM files in a key directory:
     <party>.sign.pem   Ed25519 private key: it signs with it (mode 0600)
     <party>.pub.json   its PublicIdentity, safe to share (mode 0644)
 
+Rotation (`rotate_identity`) moves the current private keys to ``retired/<party>-<fingerprint>.{enc,sign}.pem`` and
+records the old public identity with a not-after time in ``<party>.previous.json``: until then the old keys still
+verify (and, for the aggregator, still decrypt), so updates sealed just before a rotation are not lost.
+
 Files are created with their final mode from the start and written atomically
 (temp file in the same directory, then os.replace).
 """
@@ -22,6 +26,7 @@ import re
 import secrets
 import stat
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +37,26 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from fedpipe.errors import FedpipeError
 
 __all__ = [
+    "PASSPHRASE_ENV",
     "Identity",
     "KeyFileError",
     "PublicIdentity",
+    "RetiredKey",
+    "decryption_identities",
     "ensure_identity",
     "generate_identity",
     "load_identity",
+    "load_previous",
     "load_public_identity",
     "parse_enc_public",
     "parse_sign_public",
+    "rotate_identity",
+    "verification_keys",
 ]
 
 _log = logging.getLogger(__name__)
 
+PASSPHRASE_ENV = "FEDPIPE_KEY_PASSPHRASE"  # where unattended runs and `fedpipe keys` find a key passphrase
 _PARTY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _RAW = serialization.Encoding.Raw, serialization.PublicFormat.Raw
 
@@ -174,7 +186,8 @@ def generate_identity(
         if existing:
             raise KeyFileError(
                 f"keys for '{party}' already exist ({', '.join(existing)}); refusing to overwrite them "
-                "(pass overwrite=True to replace them: every party holding the old public keys must be updated)"
+                "(`fedpipe keys init --force` replaces them, and every party must then register the new public keys; "
+                "`fedpipe keys rotate` keeps the old ones trusted for a grace period)"
             )
     if passphrase is not None and (not isinstance(passphrase, bytes) or not passphrase):
         raise KeyFileError("passphrase must be non-empty bytes, or None for unencrypted keys")
@@ -205,11 +218,15 @@ def _load_private(path: Path, party: str, passphrase: bytes | None, kind: type) 
             "private key file %s is readable by group/others (mode %o); run: chmod 600 %s",
             path, stat.S_IMODE(st.st_mode), path,
         )
+    if passphrase is None and b"ENCRYPTED" in data[:64] and os.environ.get(PASSPHRASE_ENV):
+        passphrase = os.environ[PASSPHRASE_ENV].encode()  # unattended runs: the passphrase from the environment
     try:
         key = serialization.load_pem_private_key(data, password=passphrase)
     except TypeError:
         if passphrase is None:
-            raise KeyFileError(f"private key file {path} is passphrase-protected: a passphrase is required") from None
+            raise KeyFileError(
+                f"private key file {path} is passphrase-protected: a passphrase is required (set {PASSPHRASE_ENV})"
+            ) from None
         raise KeyFileError(f"private key file {path} is not encrypted: load it without a passphrase") from None
     except ValueError:
         hint = "wrong passphrase, or " if passphrase is not None else ""
@@ -266,3 +283,120 @@ def ensure_identity(directory: Path, party: str) -> PublicIdentity:
     pub = load_identity(directory, party).public  # public file lost: rebuild it from the private keys
     _write_public(pub_path, pub)
     return pub
+
+
+# --- rotation ------------------------------------------------------------------------------------
+
+
+def _utc(when: datetime | None) -> datetime:
+    when = when or datetime.now(timezone.utc)
+    if when.tzinfo is None:
+        raise ValueError("times must be timezone-aware (UTC)")
+    return when.astimezone(timezone.utc)
+
+
+@dataclass(frozen=True)
+class RetiredKey:
+    """A party's former public identity, still trusted until ``not_after`` (the end of the grace period)."""
+
+    identity: PublicIdentity
+    not_after: datetime
+
+    def valid_at(self, when: datetime | None = None) -> bool:
+        return _utc(when) < self.not_after
+
+    def to_dict(self) -> dict[str, str]:
+        return {**self.identity.to_dict(), "not_after": self.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RetiredKey:
+        if not isinstance(data, dict) or not isinstance(data.get("not_after"), str):
+            raise KeyFileError("retired key: needs party, enc_public, sign_public and a not_after time")
+        try:
+            not_after = datetime.strptime(data["not_after"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        except ValueError:
+            raise KeyFileError(f"retired key: not_after {data['not_after']!r} is not YYYY-MM-DDTHH:MM:SSZ") from None
+        return cls(PublicIdentity.from_dict({k: v for k, v in data.items() if k != "not_after"}), not_after)
+
+
+def _previous_path(directory: Path, party: str) -> Path:
+    return Path(directory) / f"{_check_party(party)}.previous.json"
+
+
+def _retired_paths(directory: Path, party: str, fingerprint: str) -> tuple[Path, Path]:
+    d = Path(directory) / "retired"
+    return d / f"{party}-{fingerprint}.enc.pem", d / f"{party}-{fingerprint}.sign.pem"
+
+
+def load_previous(directory: Path, party: str) -> list[RetiredKey]:
+    """Every former identity of `party` recorded by rotation (expired ones included); [] if never rotated."""
+    path = _previous_path(directory, party)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise KeyFileError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, list):
+        raise KeyFileError(f"{path}: expected a JSON list of retired keys")
+    try:
+        return [RetiredKey.from_dict(item) for item in data]
+    except KeyFileError as exc:
+        raise KeyFileError(f"{path}: {exc}") from None
+
+
+def rotate_identity(
+    directory: Path,
+    party: str,
+    *,
+    grace: timedelta,
+    passphrase: bytes | None = None,
+    now: datetime | None = None,
+) -> tuple[PublicIdentity, RetiredKey]:
+    """Replace `party`'s key pairs; the old ones stay trusted for `grace` (returns the new identity and the old one).
+
+    The old private keys move to ``retired/`` (mode 0600, same protection as before): a retired aggregator key
+    still opens updates sealed to it during the grace period. Retired keys whose grace ended are listed but
+    no longer trusted; delete ``retired/`` files by hand once nothing sealed to them can still arrive.
+    """
+    if not isinstance(grace, timedelta) or grace < timedelta(0):
+        raise KeyFileError(f"grace period must be a non-negative timedelta, got {grace!r}")
+    now = _utc(now)
+    enc_path, sign_path, _ = _paths(directory, party)
+    missing = [str(p) for p in (enc_path, sign_path) if not p.exists()]
+    if missing:
+        raise KeyFileError(f"cannot rotate '{party}': {', '.join(missing)} not found; {_init_hint(party)}")
+    old = load_identity(directory, party, passphrase).public  # proves we hold the keys (and the passphrase)
+    retired = RetiredKey(old, now + grace)
+    history = [r for r in load_previous(directory, party) if r.identity != old] + [retired]
+    (Path(directory) / "retired").mkdir(mode=0o700, exist_ok=True)
+    for src, dst in zip((enc_path, sign_path), _retired_paths(directory, party, old.fingerprint)):
+        _write_atomic(dst, src.read_bytes(), 0o600)
+    history_bytes = (json.dumps([r.to_dict() for r in history], indent=2) + "\n").encode()
+    _write_atomic(_previous_path(directory, party), history_bytes, 0o644)
+    new = generate_identity(directory, party, passphrase, overwrite=True)
+    _log.info("rotated %s: %s -> %s, old keys trusted until %s", party, old.fingerprint, new.fingerprint,
+              retired.to_dict()["not_after"])
+    return new, retired
+
+
+def verification_keys(directory: Path, party: str, now: datetime | None = None) -> list[PublicIdentity]:
+    """`party`'s current public identity, then its former ones still inside their grace period."""
+    current = load_public_identity(directory, party)
+    return [current] + [r.identity for r in load_previous(directory, party)
+                        if r.valid_at(now) and r.identity != current]
+
+
+def decryption_identities(
+    directory: Path, party: str, passphrase: bytes | None = None, now: datetime | None = None
+) -> list[Identity]:
+    """`party`'s current private keys, then its retired ones still inside their grace period (for decryption)."""
+    out = [load_identity(directory, party, passphrase)]
+    for retired in load_previous(directory, party):
+        if not retired.valid_at(now):
+            continue
+        enc_path, sign_path = _retired_paths(directory, party, retired.identity.fingerprint)
+        if enc_path.exists() and sign_path.exists():
+            out.append(Identity(party, _load_private(enc_path, party, passphrase, X25519PrivateKey),
+                                _load_private(sign_path, party, passphrase, Ed25519PrivateKey)))
+    return out

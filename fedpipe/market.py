@@ -11,19 +11,24 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from fedpipe import contract, keys, sealing
+from fedpipe import contract, keys, sealing, trust
 from fedpipe.aggregation import TreeUpdate, iteration_count, load_model_doc, new_trees, to_booster
 from fedpipe.config import FederationConfig
 from fedpipe.errors import MarketDataError
-from fedpipe.metrics import classification_metrics
+from fedpipe.federation_metrics import sufficient_stats
+from fedpipe.strategies.personal import PERSONAL_TREES, personalise
+from fedpipe.metrics import model_metrics, objective_kind
 from fedpipe.storage import Exchange, atomic_write_bytes, atomic_write_json
 from fedpipe.usecase import MarketData, UseCase, get_usecase
+
+if TYPE_CHECKING:
+    from fedpipe.site import SiteConfig
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +42,23 @@ class MarketSite:
     federation: FederationConfig
     market: str
     exchange: Exchange
+    local: "SiteConfig | None" = None  # the market machine's own config (fedpipe.site); overrides paths below
 
     @property
     def usecase(self) -> UseCase:
-        return get_usecase(self.federation.usecase)
+        return get_usecase(self.federation.usecase).for_task(self.federation.usecase_options)
 
     @property
     def data_dir(self) -> Path:
-        return self.federation.markets[self.market].data
+        return self.local.data if self.local else self.federation.markets[self.market].data
 
     @property
     def state_dir(self) -> Path:
-        return self.federation.market_state(self.market) / self.federation.name
+        return (self.local.state if self.local else self.federation.market_state(self.market)) / self.federation.name
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.local.keys_dir if self.local else self.federation.keys_dir
 
     @property
     def suite_path(self) -> Path:
@@ -63,8 +73,8 @@ class MarketSite:
         }
 
     def identity(self) -> keys.Identity:
-        keys.ensure_identity(self.federation.keys_dir, self.market)
-        return keys.load_identity(self.federation.keys_dir, self.market)
+        keys.ensure_identity(self.keys_dir, self.market)
+        return keys.load_identity(self.keys_dir, self.market)
 
 
 def fingerprint(paths: list[Path]) -> str:
@@ -121,14 +131,14 @@ def fetch_global_model(site: MarketSite, round_: int) -> tuple[dict | None, str]
     path = site.exchange.global_model(round_ - 1)
     raw = site.exchange.get(path)
     signature = site.exchange.get(path + ".sig")
-    aggregator = keys.load_public_identity(site.federation.keys_dir, "aggregator")
+    aggregator = trust.aggregator_keys(site.federation, keys_dir=site.keys_dir)  # current and rotated-out in grace
     sealing.verify_model(raw, signature, federation=site.federation.name, round=round_ - 1, signer=aggregator)
     return load_model_doc(raw), sealing.sha256_hex(raw)
 
 
 def _matrix(site: MarketSite, table) -> xgb.DMatrix:
     features = site.usecase.features(table, site.options())
-    return xgb.DMatrix(features, label=table[site.usecase.label].to_numpy(), feature_names=list(features.columns))
+    return xgb.DMatrix(features, label=site.usecase.target(table, site.options()), feature_names=list(features.columns))
 
 
 def _params(site: MarketSite) -> dict[str, Any]:
@@ -145,7 +155,7 @@ def train_update(site: MarketSite, data: MarketData, global_doc: dict | None) ->
 
 
 def seal_payload(site: MarketSite, round_: int, parent: str, payload: dict, kind: str = "update") -> bytes:
-    aggregator = keys.load_public_identity(site.federation.keys_dir, "aggregator")
+    aggregator = trust.aggregator_keys(site.federation, keys_dir=site.keys_dir)[0]  # seal to the current key
     return sealing.seal_update(
         json.dumps(payload, separators=(",", ":")).encode(),
         federation=site.federation.name, round=round_, market=site.market, parent=parent,
@@ -178,18 +188,27 @@ def local_only_model(site: MarketSite, data: MarketData, n_trees: int) -> xgb.Bo
 def evaluate_models(site: MarketSite, data: MarketData, global_doc: dict, round_: int) -> dict[str, Any]:
     """Metrics and business value of the global and the local-only model on the market's held-out rows."""
     dtest = _matrix(site, data.test)
-    y = data.test[site.usecase.label].to_numpy()
+    y = site.usecase.target(data.test, site.options())
     roi_params = site.federation.roi.model_dump()
     steps = round_ * site.federation.trees_per_round
-    scores = {
-        "federated": to_booster(global_doc).predict(dtest),
-        "local_only": local_only_model(site, data, steps).predict(dtest, iteration_range=(0, steps)),
-    }
+    models = {"federated": (to_booster(global_doc), None),
+              "local_only": (local_only_model(site, data, steps), (0, steps)),
+              # the global model plus a few trees on this market's rows (fedpipe.strategies.personal)
+              "personalised": (personalise(to_booster(global_doc), _params(site), _matrix(site, data.train),
+                                           PERSONAL_TREES), None)}
     result: dict[str, Any] = {"market": site.market, "train_rows": int(len(data.train))}
-    for name, score in scores.items():
+    for name, (booster, iterations) in models.items():
+        def predict(table: pd.DataFrame, booster=booster, iterations=iterations) -> np.ndarray:
+            matrix = xgb.DMatrix(site.usecase.features(table, site.options()))
+            return booster.predict(matrix, iteration_range=iterations or (0, 0))
+
+        score = booster.predict(dtest, iteration_range=iterations or (0, 0))
+        extra = {"predict": predict} if site.usecase.value_uses_model else {}
         result[name] = {
-            "metrics": classification_metrics(y, score, roi_params["threshold"]),
-            "value": site.usecase.business_value(data.test, np.asarray(score), roi_params),
+            "metrics": model_metrics(site.usecase.objective, y, score, roi_params["threshold"]),
+            "value": site.usecase.business_value(data.test, np.asarray(score), roi_params, **extra),
+            # counts and sums the federation's metrics are built from (fedpipe.federation_metrics); no rows
+            "stats": sufficient_stats(objective_kind(site.usecase.objective), y, score, roi_params["threshold"]),
         }
     return result
 

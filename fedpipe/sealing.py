@@ -11,6 +11,11 @@ header bytes as `info`, so it is bound to federation, round, market and parent m
 
 Global models are published with a detached signature document (`sign_model`/`verify_model`).
 Every rejection raises `SealError`, whose message says which check failed.
+
+Key rotation: a sender (or the model signer) may be trusted under several public identities at once (its current
+keys and former ones still in their grace period, see `fedpipe.keys.rotate_identity`); any of them verifies. The
+recipient may likewise hold several private identities; the envelope opens with whichever it was sealed to.
+A market listed in `revoked` is refused before its signature is even checked. SECURITY.md documents the format.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import hashlib
 import json
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -46,7 +51,7 @@ _MODEL_FIELDS = {"format", "kind", "federation", "round", "sha256", "signer"}
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
-KINDS = ("update", "metrics")
+KINDS = ("update", "metrics", "reveal")  # reveal: a survivor's secagg seeds (fedpipe.secure_round)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -59,6 +64,20 @@ def _canonical(obj: Mapping[str, Any]) -> bytes:
 
 def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _as_list(keys: Any) -> list:
+    return list(keys) if isinstance(keys, (list, tuple)) else [keys]
+
+
+def _verifies(candidates: Sequence[PublicIdentity], signature: bytes, message: bytes) -> bool:
+    for pub in candidates:
+        try:
+            parse_sign_public(pub.sign_public).verify(signature, message)
+            return True
+        except InvalidSignature:
+            continue
+    return False
 
 
 def _check_args(federation: str, round: int, parent: str | None = None) -> None:
@@ -165,15 +184,18 @@ def open_update(
     federation: str,
     round: int,
     parent: str,
-    senders: Mapping[str, PublicIdentity],
-    recipient: Identity,
+    senders: Mapping[str, PublicIdentity | Sequence[PublicIdentity]],
+    recipient: Identity | Sequence[Identity],
     max_bytes: int = 64 * 2**20,
     kind: str = "update",
+    revoked: Collection[str] = (),
 ) -> tuple[dict[str, Any], bytes]:
     """Verify and decrypt an update sealed to `recipient`; return (header, payload) or raise SealError.
 
-    Checks, in order: size, structure, magic/format, known market, signature (before any decryption),
-    federation, round, parent model, decryption, plaintext length.
+    `senders` maps each market to its public identity, or to a list of them (current and rotated-out keys in
+    their grace period); `recipient` is one identity or a list (current and retired keys).
+    Checks, in order: size, structure, magic/format, kind, revoked market, known market, signature (before any
+    decryption), federation, round, parent model, decryption, plaintext length.
     """
     _check_args(federation, round, parent)
     if isinstance(envelope, (bytes, bytearray, memoryview)) and len(envelope) > max_bytes:
@@ -182,13 +204,13 @@ def open_update(
     market = header["market"]
     if header["kind"] != kind:
         raise SealError(f"envelope from market '{market}' holds {header['kind']!r}, expected {kind!r}")
+    if market in revoked:
+        raise SealError(f"revoked market '{market}': its keys are no longer trusted by this federation")
     sender = senders.get(market)
-    if sender is None:
+    if sender is None or not _as_list(sender):
         raise SealError(f"unknown market '{market}': not among this federation's senders")
-    try:
-        parse_sign_public(sender.sign_public).verify(signature, body)
-    except InvalidSignature:
-        raise SealError(f"invalid signature on update from market '{market}' (tampered or wrong key)") from None
+    if not _verifies(_as_list(sender), signature, body):
+        raise SealError(f"invalid signature on update from market '{market}' (tampered or wrong key)")
     if header["federation"] != federation:
         raise SealError(
             f"update from market '{market}' is for federation '{header['federation']}', expected '{federation}'"
@@ -202,12 +224,17 @@ def open_update(
             f"update from market '{market}' started from parent model {header['parent'][:12] or '(none)'}, "
             f"expected {parent[:12] or '(none)'}"
         )
-    try:
-        payload = _SUITE.decrypt(ciphertext, recipient.enc_private, info=header_bytes)
-    except InvalidTag:
+    recipients = _as_list(recipient)
+    for candidate in recipients:
+        try:
+            payload = _SUITE.decrypt(ciphertext, candidate.enc_private, info=header_bytes)
+            break
+        except InvalidTag:
+            continue
+    else:
         raise SealError(
-            f"decryption failed for update from market '{market}' (not sealed to '{recipient.party}'?)"
-        ) from None
+            f"decryption failed for update from market '{market}' (not sealed to '{recipients[0].party}'?)"
+        )
     if len(payload) != header["nbytes"]:
         raise SealError(
             f"update from market '{market}': plaintext is {len(payload)} bytes, header says {header['nbytes']}"
@@ -218,12 +245,14 @@ def open_update(
 # --- global models -------------------------------------------------------------------------------
 
 
-def sign_model(model_bytes: bytes, *, federation: str, round: int, signer: Identity) -> bytes:
-    """Return a detached signature document (JSON bytes) for a global model."""
+def sign_model(model_bytes: bytes, *, federation: str, round: int, signer: Identity,
+               kind: str = "global-model") -> bytes:
+    """Return a detached signature document (JSON bytes) for a global model (or, with another ``kind``, for
+    another document the aggregator publishes, e.g. a secure-aggregation roster)."""
     _check_args(federation, round)
     fields = {
         "format": _FORMAT,
-        "kind": "global-model",
+        "kind": kind,
         "federation": federation,
         "round": round,
         "sha256": sha256_hex(bytes(model_bytes)),
@@ -234,9 +263,18 @@ def sign_model(model_bytes: bytes, *, federation: str, round: int, signer: Ident
 
 
 def verify_model(
-    model_bytes: bytes, signature_doc: bytes, *, federation: str, round: int, signer: PublicIdentity
+    model_bytes: bytes,
+    signature_doc: bytes,
+    *,
+    federation: str,
+    round: int,
+    signer: PublicIdentity | Sequence[PublicIdentity],
+    kind: str = "global-model",
 ) -> None:
-    """Check a global model against its signature document; raise SealError on any mismatch."""
+    """Check a global model (or a document of another ``kind``) against its signature; raise SealError if not.
+
+    `signer` is the aggregator's public identity, or a list of them (current and rotated-out keys in grace).
+    """
     _check_args(federation, round)
     try:
         doc = json.loads(bytes(signature_doc).decode("utf-8"))
@@ -244,15 +282,18 @@ def verify_model(
         raise SealError(f"malformed model signature document: not UTF-8 JSON ({exc})") from None
     if not isinstance(doc, dict) or set(doc) != _MODEL_FIELDS | {"signature"}:
         raise SealError("malformed model signature document: wrong fields")
-    if doc["format"] != _FORMAT or doc["kind"] != "global-model":
+    if doc["format"] != _FORMAT or doc["kind"] != kind:
         raise SealError(f"unsupported model signature document (format {doc['format']!r}, kind {doc['kind']!r})")
-    if doc["signer"] != signer.party:
-        raise SealError(f"model signed by '{doc['signer']}', expected '{signer.party}'")
+    signers = _as_list(signer)
+    party = signers[0].party
+    if doc["signer"] != party:
+        raise SealError(f"model signed by '{doc['signer']}', expected '{party}'")
     try:
         raw_sig = base64.b64decode(doc["signature"], validate=True)
-        parse_sign_public(signer.sign_public).verify(raw_sig, _canonical({k: doc[k] for k in _MODEL_FIELDS}))
-    except (TypeError, binascii.Error, InvalidSignature):
-        raise SealError(f"invalid signature on global model (signer '{signer.party}')") from None
+    except (TypeError, binascii.Error):
+        raise SealError(f"invalid signature on global model (signer '{party}'): not base64") from None
+    if not _verifies(signers, raw_sig, _canonical({k: doc[k] for k in _MODEL_FIELDS})):
+        raise SealError(f"invalid signature on global model (signer '{party}')")
     if doc["federation"] != federation:
         raise SealError(f"model signature is for federation '{doc['federation']}', expected '{federation}'")
     if doc["round"] != round:

@@ -8,7 +8,7 @@ up by the name in the federation config, so adding a use case touches no flow co
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -44,7 +44,32 @@ class UseCase:
     features: Callable[[pd.DataFrame, Mapping[str, Any]], pd.DataFrame]
     # business_value(test_table, scores, roi_params) -> {"cost_no_model", "cost_model", "savings", "programme_cost", "roi", ...}
     business_value: Callable[[pd.DataFrame, np.ndarray, Mapping[str, Any]], dict]
+    # True: business_value is also called with predict=<callable(table) -> scores of the same model>, to score
+    # what-if tables (e.g. other drilling settings); the callable stays inside the market like the rows.
+    value_uses_model: bool = False
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    # target(table, options) -> what the model learns; None: the ``label`` column as is (e.g. a capped RUL).
+    target_fn: Callable[[pd.DataFrame, Mapping[str, Any]], np.ndarray] | None = None
+    # Other learning tasks on the same data, chosen by the federation's ``[usecase] task = "<name>"``: each maps
+    # to the fields it replaces, e.g. {"rul": {"label": "rul", "objective": "reg:squarederror", ...}}.
+    tasks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def target(self, table: pd.DataFrame, options: Mapping[str, Any]) -> np.ndarray:
+        """The values the model learns for ``table``'s rows."""
+        if self.target_fn is not None:
+            return np.asarray(self.target_fn(table, options))
+        return table[self.label].to_numpy()
+
+    def for_task(self, options: Mapping[str, Any]) -> "UseCase":
+        """This use case with the task named by ``options["task"]`` applied (itself when none is named)."""
+        task = options.get("task")
+        if task is None or task == self.defaults.get("task"):
+            return self
+        if task not in self.tasks:
+            known = ", ".join(sorted({str(self.defaults.get("task", "default")), *self.tasks}))
+            raise ConfigError("federation config", "usecase.task", f"use case '{self.name}' has no task "
+                              f"'{task}' (known: {known})")
+        return replace(self, **self.tasks[task])
 
 
 def get_usecase(name: str) -> UseCase:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from fedpipe.config import load_federation
 from fedpipe.market import MarketSite, describe_failure
-from fedpipe.storage import Exchange
+from fedpipe.site import open_market_site
 from tasks.market import (evaluate_models, fetch_global_model, load_market_data, publish, report_status,
                           seal_metrics, seal_update, train_local_update, validate_market_data)
 
 
 def _site(config: str, market: str, exchange: str) -> MarketSite:
-    return MarketSite(load_federation(config), market, Exchange(exchange))
+    return open_market_site(config, market, exchange)  # on an agent: paths and keys from its own site file
 
 
 @flow(name="market-train", flow_run_name="{market}: train round {round_}")
@@ -41,5 +40,37 @@ def market_evaluate(config: str, market: str, round_: int, exchange: str) -> str
     data = load_market_data(site)
     global_doc, model_sha = fetch_global_model(site, round_ + 1)  # the model round_ produced
     evaluation = evaluate_models(site, data, global_doc, round_)
+    if site.federation.secure_aggregation:  # only a masked vector of sums leaves; own figures stay in state/
+        from tasks.secure import mask_evaluation
+
+        evaluation = mask_evaluation(site, round_, evaluation)
     publish(site, site.exchange.metrics(round_, market), seal_metrics(site, round_, model_sha, evaluation))
     return "evaluated"
+
+
+@flow(name="market-describe", flow_run_name="{market}: describe schema")
+def market_describe(config: str, market: str, exchange: str) -> str:
+    """Before round 1: tell the centre the contract version and the tables' schema and fingerprints (no values)."""
+    from tasks.council import describe_schema
+
+    site = _site(config, market, exchange)
+    try:
+        report = describe_schema(site, load_market_data(site))
+    except Exception as exc:
+        report_status(site, 0, "excluded", **describe_failure(site, exc))
+        raise
+    report_status(site, 0, "described", schema=report)
+    return "described"
+
+
+@flow(name="market-gate", flow_run_name="{market}: score the champion")
+def market_gate(config: str, market: str, exchange: str) -> str:
+    """For the registry's gate: score the current champion on held-out rows; seal only the metrics."""
+    from fedpipe.gate import GATE_ROUND, gate_path
+    from tasks.council import fetch_champion, score_champion
+
+    site = _site(config, market, exchange)
+    champion_doc, champion_sha = fetch_champion(site)
+    scores = score_champion(site, load_market_data(site), champion_doc)
+    publish(site, gate_path(site.exchange, f"{market}.sealed"), seal_metrics(site, GATE_ROUND, champion_sha, scores))
+    return "scored"

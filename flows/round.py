@@ -5,37 +5,67 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from fedpipe.config import load_federation
-from flows.dispatch import run_market_flows
-from flows.market import market_evaluate, market_train
-from tasks.central import (aggregate_updates, open_metrics, open_updates, publish_global_model, record_round,
-                           start_run, write_summary)
+from fedpipe.errors import QuorumError
+from flows.dispatch import market_runner
+from flows.market import market_describe, market_evaluate, market_train
+from flows.registry import register_model
+from flows.strategies import check_strategy, train_markets
+from flows.screening import screen_on_holdout
+from tasks.central import (aggregate_updates, open_metrics, open_updates, publish_global_model, record_failure,
+                           record_round, start_run, write_summary)
+from tasks.council import check_schemas, record_lineage
+from flows.secure import evaluate_securely
+from tasks.resume import resume_run
 from tasks.reporting import publish_round_artifacts, publish_summary_artifact
 
 
 @flow(name="federated-training", log_prints=True)
-def federated_training(config: str, rounds: int | None = None, run_id: str | None = None) -> str:
-    """Train one global model across the federation's markets; return the run folder."""
+def federated_training(config: str, rounds: int | None = None, run_id: str | None = None,
+                       resume: str | None = None, dispatch: str | None = None, strategy: str | None = None) -> str:
+    """Train one global model across the federation's markets; return the run folder.
+
+    With ``resume`` (a run id or folder), continue that run after its last completed round. ``dispatch``
+    ("local" or "deployments", default from the federation file) says how the markets' flows are run.
+    """
     logger = get_run_logger()
     federation = load_federation(config)
+    federation = federation.model_copy(update={"strategy": check_strategy(strategy or federation.strategy)})
     rounds = rounds or federation.rounds
-    run = start_run(federation, run_id)
+    if resume:
+        run, done, global_doc, parent = resume_run(federation, resume)
+    else:
+        run, done, global_doc, parent = start_run(federation, run_id), 0, None, ""
     exchange, markets = run.exchange.url, list(federation.markets)
-    global_doc, parent = None, ""
-    for round_ in range(1, rounds + 1):
+    run_market_flows = market_runner(dispatch or federation.dispatch, federation.name)
+    run_market_flows(market_describe, markets, federation.market_timeout_s, config=config, exchange=exchange)
+    markets, stopped = check_schemas(run)  # a market whose schema differs from the contract never trains
+    for round_ in range(done + 1, rounds + 1):
         logger.info("round %d/%d: asking %d markets for %d new trees each", round_, rounds, len(markets),
                     federation.trees_per_round)
-        run_market_flows(market_train, markets, federation.market_timeout_s,
-                         config=config, round_=round_, exchange=exchange)
+        train_markets(federation, run_market_flows, markets, config=config, round_=round_, exchange=exchange)
         payloads, dropped = open_updates(run, round_, parent, global_doc)
-        global_doc = aggregate_updates(global_doc, payloads, federation.quorum, round_)
+        if federation.screening.holdout_check:  # optional: each market scores the others' updates
+            payloads, dropped = screen_on_holdout(run_market_flows, config, run, round_, global_doc, parent,
+                                                  payloads, dropped)
+        dropped = {**dropped, **stopped}
+        try:
+            global_doc = aggregate_updates(global_doc, payloads, federation.quorum, round_, federation.strategy)
+        except QuorumError as exc:  # stop with the reasons on record; the last good round stays the latest
+            raise QuorumError(record_failure(run, round_, exc, dropped)) from None
         parent = publish_global_model(run, round_, global_doc)
-        run_market_flows(market_evaluate, sorted(payloads), federation.market_timeout_s,
-                         config=config, round_=round_, exchange=exchange)
-        evaluations, _ = open_metrics(run, round_, parent)
-        _, metrics, roi = record_round(run, round_, parent, payloads, dropped, evaluations)
+        evaluations, tables = {}, None
+        if federation.secure_aggregation:  # masked sums: the centre learns only the federation's totals
+            tables = evaluate_securely(run_market_flows, config, run, round_, parent, sorted(payloads))
+        else:
+            run_market_flows(market_evaluate, sorted(payloads), federation.market_timeout_s,
+                             config=config, round_=round_, exchange=exchange)
+            evaluations, _ = open_metrics(run, round_, parent)
+        _, metrics, roi = record_round(run, round_, parent, payloads, dropped, evaluations, tables)
+        record_lineage(run, round_)
         publish_round_artifacts(federation.name, round_, metrics, roi, dropped)
         logger.info("round %d/%d done: %d contributed, %d left out %s", round_, rounds, len(payloads),
                     len(dropped), dropped or "")
     summary = write_summary(run)
     publish_summary_artifact(federation.name, summary.read_text())
+    register_model(config, str(run.root), exchange, rounds, dispatch or federation.dispatch)  # champion or challenger
     return str(run.root)

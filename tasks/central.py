@@ -6,6 +6,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from fedpipe import central as c
+from fedpipe import screening
 
 central_task = task(cache_policy=NO_CACHE)
 
@@ -25,12 +26,13 @@ def open_updates(run: c.Run, round_: int, parent: str, global_doc: dict | None):
     """Verify, decrypt and screen each market's update; returns (payloads, reasons for those left out)."""
     opened, dropped = c.open_sealed(run, round_, parent, "update")
     kept, rejected = c.screen_updates(global_doc, opened)
-    return kept, {**dropped, **rejected}
+    kept, limited = screening.check_limits(run.federation, global_doc, kept)
+    return kept, {**dropped, **rejected, **limited}
 
 
 @central_task
-def aggregate_updates(global_doc, payloads: dict, quorum: int, round_: int) -> dict:
-    return c.aggregate_round(global_doc, payloads, quorum, round_)
+def aggregate_updates(global_doc, payloads: dict, quorum: int, round_: int, strategy: str = "bagging") -> dict:
+    return c.aggregate_round(global_doc, payloads, quorum, round_, strategy)
 
 
 @central_task
@@ -39,10 +41,17 @@ def open_metrics(run: c.Run, round_: int, model_sha: str):
 
 
 @central_task
-def record_round(run: c.Run, round_: int, model_sha: str, payloads: dict, dropped: dict, evaluations: dict):
-    metrics, roi = c.round_tables(round_, evaluations)
+def record_round(run: c.Run, round_: int, model_sha: str, payloads: dict, dropped: dict, evaluations: dict,
+                 tables: tuple | None = None):
+    """``tables`` (metrics, roi) replace the per-market tables, e.g. federation totals from secure aggregation."""
+    metrics, roi = tables if tables is not None else c.round_tables(round_, evaluations)
     contributors = {market: int(p["n_rows"]) for market, p in payloads.items()}
     return c.record_round(run, round_, model_sha, contributors, dropped, metrics, roi), metrics, roi
+
+
+@central_task
+def record_failure(run: c.Run, round_: int, error: Exception, dropped: dict) -> str:
+    return c.record_failure(run, round_, error, dropped)
 
 
 @central_task

@@ -9,6 +9,8 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from fedpipe.report import round_markdown, round_summary
+
 
 def artifact_key(*parts: str) -> str:
     """Prefect keys allow lowercase letters, digits and dashes only."""
@@ -31,8 +33,18 @@ def publish_round_artifacts(federation: str, round_: int, metrics: pd.DataFrame,
     )
     create_table_artifact(
         key=artifact_key(federation, "round-roi"), table=_records(roi),
-        description=f"Round {round_}: maintenance ROI per market and for the federation",
+        description=f"Round {round_}: ROI per market and for the federation",
     )
+    if len(metrics) and len(roi):  # the council's view: per market, metric, ROI and vs local-only, and the story
+        summary = round_summary(metrics, roi)
+        create_table_artifact(
+            key=artifact_key(federation, "round-summary"), table=_records(summary),
+            description=f"Round {round_}: per market, headline metric and ROI, federated vs local-only",
+        )
+        create_markdown_artifact(
+            key=artifact_key(federation, "round-report"), markdown=round_markdown(federation, round_, summary, dropped),
+            description=f"Round {round_}: what happened, in a paragraph and a table",
+        )
 
 
 @task(cache_policy=NO_CACHE)

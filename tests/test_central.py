@@ -231,7 +231,12 @@ def test_one_incompatible_update_does_not_sink_the_round(payloads):
 def test_round_tables_federation_row_is_the_sums(evaluations):
     metrics, roi = central.round_tables(1, evaluations)
     assert sorted(zip(metrics["market"], metrics["model"])) == [
-        ("FD001", "federated"), ("FD001", "local_only"), ("FD003", "federated"), ("FD003", "local_only")]
+        ("FD001", "federated"), ("FD001", "local_only"), ("FD001", "personalised"),
+        ("FD003", "federated"), ("FD003", "local_only"), ("FD003", "personalised"),
+        ("federation", "federated"), ("federation", "local_only")]  # from summed sufficient statistics
+    by = metrics.set_index(["market", "model"])
+    assert by.loc[("federation", "federated"), "rows"] == by.loc[["FD001", "FD003"], "rows"].xs(
+        "federated", level="model").sum()
     assert metrics["auc"].map(math.isfinite).all() and set(metrics["round"]) == {1}
     assert list(roi["market"]) == ["FD001", "FD003", "federation"]
     markets, fed = roi.iloc[:2], roi.iloc[2]

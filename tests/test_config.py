@@ -85,7 +85,7 @@ BAD = {
     "unknown federation field": (_bad(lambda d: d["federation"].update(roundz=3)), "roundz", "Extra inputs"),
     "unknown market field": (_bad(lambda d: d["markets"]["A"].update(subsampel=0.5)), "markets.A.subsampel",
                              "Extra inputs"),
-    "unknown roi field": (_bad(lambda d: d.update(roi={"treshold": 0.4})), "roi.treshold", "Extra inputs"),
+    "unknown roi field": (_bad(lambda d: d.update(roi={"treshold": 0.4})), "roi.treshold", "unknown ROI parameter"),
     "rounds 0": (_bad(lambda d: d["federation"].update(rounds=0)), "rounds", "greater than or equal to 1"),
     "negative trees_per_round": (_bad(lambda d: d["federation"].update(trees_per_round=-5)), "trees_per_round",
                                  "greater than or equal to 1"),
@@ -160,3 +160,25 @@ def test_unknown_usecase_is_rejected_on_load(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_federation(path)
     assert info.value.field in ("usecase", "federation.usecase")
+
+
+def test_a_use_case_may_add_its_own_roi_parameters():
+    """[roi] keys beyond the common ones are accepted when the use case's defaults know them."""
+    volve = load_federation(Path(__file__).resolve().parents[1] / "federations" / "volve.toml")
+    assert volve.roi.model_dump()["rig_spread_rate_per_day"] == 350000
+
+
+
+def test_deployed_mode_fields(tmp_path):
+    """cadence is checked as Prefect will schedule it; dispatch is one of the two ways to reach the markets."""
+    doc = copy.deepcopy(BASE)
+    doc["federation"].update(cadence="0 3 * * 1", exchange="s3://council/exchange", dispatch="deployments")
+    (tmp_path / "f.toml").write_text(_toml(doc))
+    fed = load_federation(tmp_path / "f.toml")
+    assert (fed.cadence, fed.exchange, fed.dispatch) == ("0 3 * * 1", "s3://council/exchange", "deployments")
+    for field, value in (("cadence", "every monday"), ("dispatch", "ssh")):
+        bad = copy.deepcopy(BASE)
+        bad["federation"][field] = value
+        (tmp_path / "bad.toml").write_text(_toml(bad))
+        with pytest.raises(ConfigError, match=f"field 'federation.{field}'|field '{field}'"):
+            load_federation(tmp_path / "bad.toml")

@@ -72,7 +72,7 @@ def test_suite_loads_every_expectation_and_states_its_version():
     suite = load_suite(SUITE)
     assert suite.name == "predictive_maintenance"
     assert len(suite.expectations) == len(spec["expectations"])  # GE drops invalid ones silently
-    assert contract_version(SUITE) == "1.0.0"
+    assert contract_version(SUITE) == "1.1.0"
 
 
 def test_invalid_expectation_in_suite_is_a_config_error(tmp_path: Path):
@@ -92,7 +92,7 @@ def test_every_real_subset_passes(subset: str):
     assert summary.failures == []
     assert summary.n_rows == len(df)
     assert summary.evaluated == summary.passed == len(load_suite(SUITE).expectations)
-    assert (summary.suite, summary.contract_version) == ("predictive_maintenance", "1.0.0")
+    assert (summary.suite, summary.contract_version) == ("predictive_maintenance", "1.1.0")
     summary.raise_for_failure()
 
 

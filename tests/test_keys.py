@@ -185,3 +185,83 @@ def test_rejects_unsafe_party_names(tmp_path, party):
     with pytest.raises(KeyFileError, match="invalid party name"):
         generate_identity(tmp_path, party)
     assert not list(tmp_path.iterdir())
+
+
+# --- rotation --------------------------------------------------------------------------------------
+
+from datetime import datetime, timedelta, timezone  # noqa: E402
+
+from fedpipe.keys import (  # noqa: E402
+    PASSPHRASE_ENV,
+    RetiredKey,
+    decryption_identities,
+    load_previous,
+    rotate_identity,
+    verification_keys,
+)
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def test_rotation_keeps_old_keys_trusted_for_the_grace_period(tmp_path):
+    old = generate_identity(tmp_path, "aggregator")
+    new, retired = rotate_identity(tmp_path, "aggregator", grace=timedelta(days=7), now=T0)
+    assert new != old and retired.identity == old and retired.not_after == T0 + timedelta(days=7)
+    assert load_public_identity(tmp_path, "aggregator") == new == load_identity(tmp_path, "aggregator").public
+    # inside the grace period both verify (current first), after it only the new one
+    assert verification_keys(tmp_path, "aggregator", T0 + timedelta(days=6, hours=23)) == [new, old]
+    assert verification_keys(tmp_path, "aggregator", T0 + timedelta(days=7)) == [new]
+    # the aggregator can still decrypt with its retired private key during the grace period
+    during = decryption_identities(tmp_path, "aggregator", now=T0 + timedelta(days=1))
+    assert [i.public for i in during] == [new, old]
+    assert [i.public for i in decryption_identities(tmp_path, "aggregator", now=T0 + timedelta(days=8))] == [new]
+    # retired private keys keep mode 0600, the history is public
+    retired_files = sorted((tmp_path / "retired").iterdir())
+    assert [p.name for p in retired_files] == [f"aggregator-{old.fingerprint}.enc.pem",
+                                                f"aggregator-{old.fingerprint}.sign.pem"]
+    assert all(_mode(p) == 0o600 for p in retired_files) and _mode(tmp_path / "retired") == 0o700
+    assert _mode(tmp_path / "aggregator.enc.pem") == 0o600
+    assert load_previous(tmp_path, "aggregator") == [retired]
+
+
+def test_rotating_twice_keeps_the_history(tmp_path):
+    first = generate_identity(tmp_path, "FD001")
+    second, _ = rotate_identity(tmp_path, "FD001", grace=timedelta(hours=1), now=T0)
+    third, _ = rotate_identity(tmp_path, "FD001", grace=timedelta(days=2), now=T0 + timedelta(minutes=30))
+    assert [r.identity for r in load_previous(tmp_path, "FD001")] == [first, second]
+    assert verification_keys(tmp_path, "FD001", T0 + timedelta(minutes=45)) == [third, first, second]
+    assert verification_keys(tmp_path, "FD001", T0 + timedelta(hours=2)) == [third, second]
+
+
+def test_rotation_needs_existing_keys_and_the_passphrase(tmp_path):
+    with pytest.raises(KeyFileError, match="cannot rotate 'FD001'.*fedpipe keys init"):
+        rotate_identity(tmp_path, "FD001", grace=timedelta(days=1))
+    generate_identity(tmp_path, "FD001", passphrase=b"pw")
+    before = (tmp_path / "FD001.sign.pem").read_bytes()
+    with pytest.raises(KeyFileError, match="wrong passphrase"):
+        rotate_identity(tmp_path, "FD001", grace=timedelta(days=1), passphrase=b"nope")
+    assert (tmp_path / "FD001.sign.pem").read_bytes() == before and not (tmp_path / "retired").exists()
+    new, _ = rotate_identity(tmp_path, "FD001", grace=timedelta(days=1), passphrase=b"pw", now=T0)
+    assert load_identity(tmp_path, "FD001", passphrase=b"pw").public == new
+    with pytest.raises(KeyFileError, match="grace"):
+        rotate_identity(tmp_path, "FD001", grace=timedelta(days=-1), passphrase=b"pw")
+
+
+def test_retired_key_record_round_trip_and_errors(tmp_path):
+    pub = generate_identity(tmp_path, "FD001")
+    r = RetiredKey(pub, T0)
+    assert RetiredKey.from_dict(r.to_dict()) == r
+    assert r.valid_at(T0 - timedelta(seconds=1)) and not r.valid_at(T0)
+    with pytest.raises(KeyFileError, match="not_after"):
+        RetiredKey.from_dict({**pub.to_dict(), "not_after": "tomorrow"})
+    (tmp_path / "FD001.previous.json").write_text("{}")
+    with pytest.raises(KeyFileError, match=r"FD001\.previous\.json.*list"):
+        load_previous(tmp_path, "FD001")
+
+
+def test_passphrase_from_the_environment(tmp_path, monkeypatch):
+    pub = generate_identity(tmp_path, "FD001", passphrase=b"from env")
+    with pytest.raises(KeyFileError, match=f"passphrase is required.*{PASSPHRASE_ENV}"):
+        load_identity(tmp_path, "FD001")
+    monkeypatch.setenv(PASSPHRASE_ENV, "from env")
+    assert load_identity(tmp_path, "FD001").public == pub

@@ -403,3 +403,57 @@ def test_property_round_trip_and_any_flip_rejected(parties, senders, payload, da
     tampered[i] ^= bit
     with pytest.raises(SealError):
         _open(bytes(tampered), parties, senders)
+
+
+# --- revocation and key rotation -------------------------------------------------------------------
+
+
+def test_revoked_market_is_refused_even_with_a_valid_signature(parties, senders):
+    env = _seal(parties)
+    with pytest.raises(SealError, match="revoked market 'FD001'"):
+        _open(env, parties, senders, revoked={"FD001"})
+    assert _open(env, parties, senders, revoked={"FD002"})[1] == PAYLOAD
+
+
+def test_sender_trusted_under_several_keys(parties, senders, tmp_path):
+    from datetime import timedelta
+
+    from fedpipe.keys import rotate_identity, verification_keys
+
+    generate_identity(tmp_path, "FD001")
+    before = load_identity(tmp_path, "FD001")
+    rotate_identity(tmp_path, "FD001", grace=timedelta(days=1))
+    after = load_identity(tmp_path, "FD001")
+    trusted = {**senders, "FD001": verification_keys(tmp_path, "FD001")}
+    for signer in (before, after):  # sealed just before and just after the rotation: both open in the grace period
+        env = _seal(parties, signer=signer)
+        assert _open(env, parties, trusted)[1] == PAYLOAD
+    only_new = {**senders, "FD001": [after.public]}
+    with pytest.raises(SealError, match="invalid signature.*FD001"):
+        _open(_seal(parties, signer=before), parties, only_new)
+    with pytest.raises(SealError, match="unknown market 'FD001'"):
+        _open(_seal(parties, signer=after), parties, {**senders, "FD001": []})
+
+
+def test_recipient_with_retired_key_still_opens(parties, senders, tmp_path):
+    generate_identity(tmp_path, "aggregator")
+    old_agg = load_identity(tmp_path, "aggregator")
+    env = _seal(parties, recipient=old_agg.public)
+    assert _open(env, parties, senders, recipient=[parties["aggregator"], old_agg])[1] == PAYLOAD
+    with pytest.raises(SealError, match="decryption failed"):
+        _open(env, parties, senders, recipient=[parties["aggregator"]])
+
+
+def test_model_verifies_against_any_trusted_aggregator_key(parties, tmp_path):
+    generate_identity(tmp_path, "aggregator")
+    old_agg = load_identity(tmp_path, "aggregator")
+    doc = sign_model(MODEL, federation=FED, round=3, signer=old_agg)
+    verify_model(MODEL, doc, federation=FED, round=3, signer=[parties["aggregator"].public, old_agg.public])
+    with pytest.raises(SealError, match="invalid signature on global model"):
+        verify_model(MODEL, doc, federation=FED, round=3, signer=[parties["aggregator"].public])
+
+
+def test_metrics_cannot_pass_as_update(parties, senders):
+    env = _seal(parties, kind="metrics")
+    with pytest.raises(SealError, match="holds 'metrics', expected 'update'"):
+        _open(env, parties, senders)

@@ -3,4 +3,4 @@
 Add a command by writing a module here and naming it in ``COMMANDS`` (order = order in ``--help``).
 """
 
-COMMANDS = ["run"]
+COMMANDS = ["run", "keys", "deploy", "agent", "up", "report", "validate", "models"]

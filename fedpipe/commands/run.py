@@ -16,22 +16,46 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "server's UI; otherwise a temporary local Prefect API is started for the run.",
     )
     run.add_argument("--config", required=True, help="federation TOML file, e.g. federations/cmapss.toml")
-    run.add_argument("--rounds", type=int, help="override the number of rounds in the config")
+    run.add_argument("--rounds", type=_positive, help="override the number of rounds in the config (>= 1)")
+    from fedpipe.config import STRATEGIES
+
+    run.add_argument("--strategy", choices=STRATEGIES,
+                     help="override [federation] strategy: 'bagging' (each market adds k trees, weighted by rows) or "
+                          "'histogram' (exact federated XGBoost over XGBoost's gRPC collective, mutual TLS)")
     run.add_argument("--run-id", help="name of the run folder (default: <federation>-<UTC timestamp>)")
+    run.add_argument("--resume", metavar="RUN",
+                     help="continue an interrupted run (its id under runs/, or its folder) after its last "
+                          "completed round, from that round's global model; the round that was under way is "
+                          "run again (its leftovers are moved to interrupted/). Use the same --config.")
     run.set_defaults(handler=handle)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def handle(args: argparse.Namespace) -> int:
+    import logging
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline machines: no telemetry noise
     from fedpipe.central import comparison_table, markdown_table
     from fedpipe.config import load_federation
     from flows.round import federated_training
 
+    # Round progress comes from the round flow's logger; one "Finished in state" line per task is noise here.
+    logging.getLogger("prefect.task_runs").setLevel(logging.WARNING)
+
     load_federation(args.config)  # fail fast on a bad config, before Prefect starts
     started = time.perf_counter()
     run_dir = Path(federated_training(config=str(Path(args.config).resolve()), rounds=args.rounds,
-                                      run_id=args.run_id))
+                                      run_id=args.run_id, resume=args.resume,
+                                      strategy=args.strategy))
     print()
     print(f"Run folder: {run_dir}  ({time.perf_counter() - started:.0f} s)")
-    print("Last round, on each market's own held-out data (lower log loss is better):")
+    print("Last round, on each market's own held-out data (lower log loss / MAE is better):")
     print(markdown_table(comparison_table(run_dir)))
     return 0

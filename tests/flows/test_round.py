@@ -43,7 +43,7 @@ def test_demo_writes_a_model_per_round_and_the_tables(demo_run):
     assert booster.num_boosted_rounds() == 5 * 4 * 10  # every market's 10 trees, every round
 
     metrics = pd.read_parquet(demo_run / "metrics.parquet")
-    assert len(metrics) == 5 * 4 * 2
+    assert len(metrics) == 5 * (4 * 3 + 2)  # per market: federated, local-only, personalised; + 2 federation rows
     assert {"round", "market", "model", "auc", "precision", "recall", "log_loss", "rows"} <= set(metrics.columns)
     assert metrics["auc"].between(0.9, 1.0).all()
 
@@ -72,8 +72,8 @@ def test_demo_exchange_holds_only_sealed_bytes(demo_run):
         blob = sealed.read_bytes()
         assert blob.startswith(b"FPSEAL1\n")
         assert b"split_conditions" not in blob and b"auc" not in blob  # trees and metrics are encrypted
-    notes = [json.loads(p.read_text()) for p in exchange.rglob("status/*.json")]
-    assert notes and all(n["status"] == "sealed" for n in notes)
+    notes = [json.loads(p.read_text()) for p in exchange.glob("round-00[1-9]/status/*.json")]
+    assert len(notes) == 5 * 4 and all(n["status"] == "sealed" for n in notes)
     assert not any(str(REPO / "usecases") in json.dumps(n) for n in notes)  # the data path stays in the market
 
 
@@ -155,7 +155,7 @@ def test_bad_market_is_left_out_and_the_round_goes_on(federation, how):
         assert f"'{field}'" in reason
     assert (run_dir / "models" / "round-001.json").exists()
     metrics = pd.read_parquet(run_dir / "metrics.parquet")
-    assert set(metrics["market"]) == {"FD001", "FD003", "FD004"}
+    assert set(metrics["market"]) == {"FD001", "FD003", "FD004", "federation"}  # federation: summed statistics
 
 
 def test_below_quorum_the_run_stops_without_a_global_model(federation):
@@ -169,3 +169,7 @@ def test_below_quorum_the_run_stops_without_a_global_model(federation):
     run_dir = next((config.parent / "runs").glob("test-fed-*"))
     assert not (run_dir / "models").exists()
     assert not (run_dir / "metrics.parquet").exists()
+    failure = json.loads((run_dir / "failure.json").read_text())  # why it stopped stays with the run
+    assert failure["round"] == 1 and {"FD002", "FD003"} <= set(failure["dropped"])
+    assert "'sensor_4'" in failure["dropped"]["FD002"]
+    assert "Stopped in round 1" in (run_dir / "summary.md").read_text()

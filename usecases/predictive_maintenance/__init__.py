@@ -9,6 +9,7 @@ from fedpipe.usecase import UseCase
 from .data import LABEL, load_market, read_defaults
 from .features import build_features, model_inputs
 from .roi import maintenance_value
+from .rul import RUL_TASK
 
 USECASE = UseCase(
     name="predictive_maintenance",
@@ -19,6 +20,7 @@ USECASE = UseCase(
     features=model_inputs,
     business_value=maintenance_value,
     defaults=read_defaults(),
+    tasks={"rul": RUL_TASK},  # [usecase] task = "rul": capped remaining useful life, regression
 )
 
 __all__ = ["USECASE", "build_features", "load_market", "maintenance_value"]

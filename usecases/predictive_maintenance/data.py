@@ -4,8 +4,10 @@ A market folder holds ``train.parquet`` and ``test.parquet`` (or ``train.csv`` /
 when there is no Parquet). Both have ``unit``, ``cycle``, ``setting_1..3`` and ``sensor_1..21``; the test table
 also has ``rul``, the true remaining useful life at each row.
 
-This module checks only what it needs to build the tables: the files exist and can be read, the columns are there
-and hold numbers, and ``unit``, ``cycle`` and ``rul`` are whole numbers with no missing values (the label needs
+This module checks only what it needs to build the tables: the files exist, are no larger than ``max_file_mb``
+and can be read (CSV as UTF-8, comma-separated), exactly the contract's columns are there (an extra column is an
+error, never dropped silently: it may hold data that was not meant to be shared with the model) and hold finite
+numbers, and ``unit``, ``cycle`` and ``rul`` are whole numbers with no missing values (the label needs
 them). Range, null and class checks belong to the Great Expectations suite ``expectations/predictive_maintenance.json``.
 Every failure raises :class:`~fedpipe.errors.MarketDataError` naming the market, the file and the field
 (``field`` is ``None`` when the whole folder or file is at fault). A bad option raises
@@ -14,6 +16,7 @@ Every failure raises :class:`~fedpipe.errors.MarketDataError` naming the market,
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, Mapping
@@ -59,8 +62,11 @@ def load_market(market: str, location: Path, options: Mapping[str, Any] | None =
     if not location.is_dir():
         problem = "is not a folder" if location.exists() else "market data folder not found"
         raise MarketDataError(market, location, None, problem)
-    train, train_path = _read_table(market, location, "train", RAW_COLUMNS)
-    test, test_path = _read_table(market, location, "test", [*RAW_COLUMNS, "rul"])
+    if not os.access(location, os.R_OK | os.X_OK):
+        raise MarketDataError(market, location, None, "market data folder is not readable (permission denied)")
+    limit = int(opts["max_file_mb"] * 2**20)
+    train, train_path = _read_table(market, location, "train", RAW_COLUMNS, limit)
+    test, test_path = _read_table(market, location, "test", [*RAW_COLUMNS, "rul"], limit)
     train = subsample_units(train, opts["subsample"], opts["seed"])
     return MarketData(
         train=label_train(train, opts["horizon"]),
@@ -104,10 +110,15 @@ def _check_options(market: str, options: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(where, "subsample", f"must be a fraction in (0, 1], got {subsample!r}")
     if not is_int(opts["seed"]) or opts["seed"] < 0:
         raise ConfigError(where, "seed", f"must be a whole number >= 0, got {opts['seed']!r}")
-    return {"horizon": int(opts["horizon"]), "subsample": float(subsample), "seed": int(opts["seed"])}
+    limit = opts.get("max_file_mb", 1024)
+    if not isinstance(limit, (int, float, np.integer, np.floating)) or isinstance(limit, bool) or not limit > 0:
+        raise ConfigError(where, "max_file_mb", f"must be a size in MB > 0, got {limit!r}")
+    return {"horizon": int(opts["horizon"]), "subsample": float(subsample), "seed": int(opts["seed"]),
+            "max_file_mb": float(limit)}
 
 
-def _read_table(market: str, location: Path, name: str, columns: list[str]) -> tuple[pd.DataFrame, Path]:
+def _read_table(market: str, location: Path, name: str, columns: list[str],
+                max_bytes: int = 2**30) -> tuple[pd.DataFrame, Path]:
     """Read ``<name>.parquet`` (or ``<name>.csv``), keep ``columns`` in order, typed; rows sorted by unit, cycle."""
     path = location / f"{name}.parquet"
     if not path.exists() and (location / f"{name}.csv").exists():
@@ -118,10 +129,18 @@ def _read_table(market: str, location: Path, name: str, columns: list[str]) -> t
         raise MarketDataError(market, path, None, "is not a file")
     if path.stat().st_size == 0:
         raise MarketDataError(market, path, None, "empty (0 bytes)")
+    if path.stat().st_size > max_bytes:  # before reading: a runaway export must not exhaust the market's memory
+        raise MarketDataError(market, path, None, f"{path.stat().st_size / 2**20:,.3g} MB, larger than the "
+                              f"{max_bytes / 2**20:.3g} MB limit (use case option max_file_mb)")
     try:
         # Read through a Python file handle: one read path for every format, and visible to audit hooks.
         with open(path, "rb") as handle:
-            raw = pd.read_parquet(handle, engine="pyarrow") if path.suffix == ".parquet" else pd.read_csv(handle)
+            raw = pd.read_parquet(handle, engine="pyarrow") if path.suffix == ".parquet" else \
+                pd.read_csv(handle, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        utf16 = " (it looks like UTF-16)" if exc.object[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise MarketDataError(market, path, None, f"not UTF-8 text{utf16}: byte {exc.start} cannot be "
+                              "decoded; save the CSV as UTF-8") from exc
     except pd.errors.EmptyDataError as exc:
         raise MarketDataError(market, path, None, "empty (no header, no rows)") from exc
     except Exception as exc:  # corrupt bytes surface as many exception types (ArrowInvalid, OSError, ParserError, ...)
@@ -129,9 +148,19 @@ def _read_table(market: str, location: Path, name: str, columns: list[str]) -> t
         raise MarketDataError(market, path, None, f"unreadable {kind} file: {type(exc).__name__}: {exc}") from exc
 
     missing = [column for column in columns if column not in raw.columns]
+    extra = [str(column) for column in raw.columns if column not in columns]
+    if missing and len(raw.columns) == 1 and path.suffix == ".csv":
+        sep = next((s for s in (";", "\t", "|") if s in str(raw.columns[0])), None)
+        if sep:
+            raise MarketDataError(market, path, None, f"one column only: the file looks {sep!r}-separated; "
+                                  "expected comma-separated values with a header row")
     if missing:
         also = f" ({len(missing)} required columns missing: {', '.join(missing)})" if len(missing) > 1 else ""
-        raise MarketDataError(market, path, missing[0], f"required column is missing{also}")
+        renamed = f"; found column(s) not in the contract: {', '.join(map(repr, extra))} (renamed?)" if extra else ""
+        raise MarketDataError(market, path, missing[0], f"required column is missing{also}{renamed}")
+    if extra:  # never dropped silently: an extra column may be data that was not meant to be there
+        raise MarketDataError(market, path, extra[0], f"column not in the data contract (the file must hold "
+                              f"exactly {', '.join(columns[:3])}, ...); remove it or propose a contract change")
     if len(raw) == 0:
         raise MarketDataError(market, path, None, "empty (header but no rows)")
 
@@ -153,13 +182,19 @@ def _coerce(market: str, path: Path, column: str, values: pd.Series, int_: bool)
             raise MarketDataError(market, path, column, f"holds values that are not {expected}: {exc}") from exc
         bad = parsed.isna() & values.notna()
         if bad.any():
-            count, example = int(bad.sum()), _plain(values[bad].iloc[0])
+            # Where, never what: this message may leave the market, a cell's value may not.
+            count, first = int(bad.sum()), int(np.flatnonzero(bad.to_numpy())[0])
             raise MarketDataError(
-                market, path, column, f"{count} non-numeric value{'s' * (count > 1)} (e.g. {example!r}); expected {expected}"
+                market, path, column,
+                f"{count} non-numeric value{'s' * (count > 1)} (first at row {first}); expected {expected}",
             )
         numbers = parsed.to_numpy(dtype="float64", na_value=np.nan)
     else:
         raise MarketDataError(market, path, column, f"has type {values.dtype}; expected {expected}")
+    infinite = np.isinf(numbers)
+    if infinite.any():
+        count = int(infinite.sum())
+        raise MarketDataError(market, path, column, f"{count} infinite value{'s' * (count > 1)}; expected finite {expected}")
     if not int_:
         return numbers
 
@@ -170,10 +205,9 @@ def _coerce(market: str, path: Path, column: str, values: pd.Series, int_: bool)
     }
     for what, mask in problems.items():
         if mask.any():
-            count, example = int(mask.sum()), _plain(values[mask].iloc[0])
+            count, first = int(mask.sum()), int(np.flatnonzero(mask)[0])
             noun = "value" if count == 1 else "values"
-            shown = "" if what == "missing" else f" (e.g. {example!r})"
-            raise MarketDataError(market, path, column, f"{count} {what} {noun}{shown}; expected {expected}")
+            raise MarketDataError(market, path, column, f"{count} {what} {noun} (first at row {first}); expected {expected}")
     return numbers.astype("int32")
 
 

@@ -235,18 +235,18 @@ def _break(kind: str, folder: Path) -> tuple[Path, str | None, str]:
         train = train.astype({"sensor_4": "str"})  # a text column, as a spreadsheet export would give
         train.loc[[0, 5, 9], "sensor_4"] = ["n/a", "broken", "1,400.6"]
         _write(folder, train, test)
-        return folder / "train.parquet", "sensor_4", "3 non-numeric values (e.g. 'n/a')"
+        return folder / "train.parquet", "sensor_4", "3 non-numeric values (first at row 0)"
     if kind == "text in numeric csv column":
         train = train.astype({"cycle": "object"})
         train.loc[2, "cycle"] = "three"
         _write(folder, train, test, fmt="csv")
         _write(folder, None, test)  # test stays Parquet: the two tables are found independently
-        return folder / "train.csv", "cycle", "1 non-numeric value (e.g. 'three')"
+        return folder / "train.csv", "cycle", "1 non-numeric value (first at row 2)"
     if kind == "fractional cycle":
         train = train.astype({"cycle": "float64"})
         train.loc[[3, 4], "cycle"] = [4.5, 5.25]
         _write(folder, train, test)
-        return folder / "train.parquet", "cycle", "2 non-integer values (e.g. 4.5)"
+        return folder / "train.parquet", "cycle", "2 non-integer values (first at row 3)"
     if kind == "unit with gaps":
         train = train.astype({"unit": "float64"})
         train.loc[7, "unit"] = np.nan

@@ -1,0 +1,265 @@
+"""Secure aggregation in a round: the centre learns only the federation's evaluation totals.
+
+With ``[federation] secure_aggregation = true`` the evaluate step goes like this (fedpipe.secagg does the maths):
+
+1. the centre publishes the round's **roster** (the markets asked to evaluate, with the X25519 keys it knows them
+   by), signed by the aggregator (``sealing.sign_model(kind="secagg-roster")``);
+2. each market checks the roster's signature, flattens its sufficient statistics (:func:`flatten`: ROI cost
+   figures, confusion counts, a score histogram per class, row counts, for the federated and the local-only
+   model) into one vector, masks it pairwise with every other roster market (:func:`mask_evaluation`) and seals
+   only the masked vector to the aggregator. Its own per-market figures stay in its state folder
+   (``<state>/<federation>/secure-aggregation/round-NNN.json``);
+3. the centre opens the envelopes; if a roster market's vector is missing (it dropped after masking, or before),
+   it publishes the signed list of **survivors**, and each survivor reveals, sealed to the aggregator, its pairwise
+   seed with each missing market (:func:`reveal`), which removes those masks from the sum;
+4. the centre unmasks the sum (:func:`unmask_totals`) and records only ``market = "federation"`` rows in
+   metrics.parquet and roi.parquet (:func:`totals_tables`). Per-market rows are absent: that is the point.
+
+Fewer than three markets is refused (config check, and secagg itself): with two, each could deduce the other's part.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from fedpipe import keys, sealing, secagg, trust
+from fedpipe.federation_metrics import BINS, federation_metrics
+from fedpipe.roi import ratio
+from fedpipe.storage import atomic_write_json
+
+if TYPE_CHECKING:
+    from fedpipe.central import Run
+    from fedpipe.market import MarketSite
+
+log = logging.getLogger(__name__)
+
+LABEL = "evaluation"  # secagg purpose label: masks for this round's evaluation sums only
+MODELS = ("federated", "local_only")
+VALUE_KEYS = ("cost_no_model", "cost_model", "savings", "programme_cost")
+SCALARS = {"classification": ("n", "tp", "fp", "fn", "tn", "log_loss_sum"),
+           "regression": ("n", "sse", "sae", "y_sum", "y_sumsq")}
+HISTOGRAMS = {"classification": ("hist_pos", "hist_neg"), "regression": ()}
+ROSTER_KIND, SURVIVORS_KIND = "secagg-roster", "secagg-survivors"
+
+
+# --- the vector layout ---------------------------------------------------------------------------
+
+
+def layout(kind: str) -> list[tuple[str, str, str, int]]:
+    """The fixed order of (model, "value"/"stats", field, length) every market flattens its figures in."""
+    if kind not in SCALARS:
+        raise ValueError(f"secure aggregation: no layout for statistics of kind {kind!r}")
+    fields = []
+    for model in MODELS:
+        fields += [(model, "value", k, 1) for k in VALUE_KEYS]
+        fields += [(model, "stats", k, 1) for k in SCALARS[kind]]
+        fields += [(model, "stats", k, BINS) for k in HISTOGRAMS[kind]]
+    return fields + [("", "", "train_rows", 1)]
+
+
+def flatten(evaluation: dict[str, Any]) -> tuple[str, np.ndarray]:
+    """(kind, vector) of a market's evaluation (fedpipe.market.evaluate_models) in :func:`layout` order."""
+    kind = evaluation["federated"]["stats"]["kind"]
+    parts = []
+    for model, part, key, size in layout(kind):
+        value = evaluation["train_rows"] if key == "train_rows" else evaluation[model][part][key]
+        value = np.asarray(value, dtype=np.float64).ravel()
+        if value.size != size:
+            raise ValueError(f"secure aggregation: {model}.{part}.{key} has {value.size} values, expected {size}")
+        parts.append(value)
+    return kind, np.concatenate(parts)
+
+
+def unflatten(kind: str, vector: np.ndarray) -> dict[str, Any]:
+    """Inverse of :func:`flatten` for a (summed) vector; counts are rounded back to whole numbers."""
+    fields = layout(kind)
+    if vector.size != sum(f[3] for f in fields):
+        raise secagg.SecAggError(f"summed vector has {vector.size} values, the '{kind}' layout needs "
+                                 f"{sum(f[3] for f in fields)}")
+    out: dict[str, Any] = {m: {"value": {}, "stats": {"kind": kind}} for m in MODELS}
+    at = 0
+    for model, part, key, size in fields:
+        chunk = vector[at:at + size]
+        at += size
+        whole = key in ("n", "tp", "fp", "fn", "tn", "train_rows") or key.startswith("hist_")
+        chunk = np.rint(chunk) if whole else chunk
+        value = chunk.tolist() if size > 1 else (int(chunk[0]) if whole else float(chunk[0]))
+        if key == "train_rows":
+            out["train_rows"] = value
+        else:
+            out[model][part][key] = value
+    return out
+
+
+# --- signed documents the aggregator publishes -------------------------------------------------
+
+
+def _doc_path(exchange, round_: int, name: str) -> str:
+    return exchange._path(f"round-{round_:03d}", "secagg", name)
+
+
+def reveal_path(exchange, round_: int, market: str) -> str:
+    return _doc_path(exchange, round_, f"reveal-{market}.sealed")
+
+
+def _publish_signed(run: Run, round_: int, name: str, kind: str, doc: dict) -> None:
+    raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    aggregator = keys.load_identity(run.federation.keys_dir, "aggregator")
+    signature = sealing.sign_model(raw, federation=run.federation.name, round=round_, signer=aggregator, kind=kind)
+    path = _doc_path(run.exchange, round_, name)
+    run.exchange.put(path, raw)
+    run.exchange.put(path + ".sig", signature)
+
+
+def _fetch_signed(site: MarketSite, round_: int, name: str, kind: str) -> dict:
+    path = _doc_path(site.exchange, round_, name)
+    if not site.exchange.exists(path):
+        raise secagg.SecAggError(f"market '{site.market}': secure aggregation is on but the aggregator published "
+                                 f"no {name} for round {round_}")
+    raw, signature = site.exchange.get(path), site.exchange.get(path + ".sig")
+    aggregator = trust.aggregator_keys(site.federation, keys_dir=site.keys_dir)
+    sealing.verify_model(raw, signature, federation=site.federation.name, round=round_, signer=aggregator, kind=kind)
+    return json.loads(raw)
+
+
+def publish_roster(run: Run, round_: int, markets: list[str]) -> list[str]:
+    """Sign and post who masks together this round, with the encryption key the centre trusts for each."""
+    secagg._check_roster(markets, f"round {round_}")  # refuse before any market masks
+    senders = trust.senders(run.federation)
+    missing = [m for m in markets if m not in senders]
+    if missing:
+        raise secagg.SecAggError(f"round {round_}: no registered keys for {missing}: they cannot take part in "
+                                 "secure aggregation")
+    roster = {m: {"enc_public": senders[m][0].enc_public, "sign_public": senders[m][0].sign_public}
+              for m in sorted(markets)}
+    _publish_signed(run, round_, "roster.json", ROSTER_KIND, {"round": round_, "markets": roster})
+    return sorted(markets)
+
+
+def publish_survivors(run: Run, round_: int, survivors: list[str]) -> None:
+    _publish_signed(run, round_, "survivors.json", SURVIVORS_KIND, {"round": round_, "survivors": sorted(survivors)})
+
+
+# --- market side ---------------------------------------------------------------------------------
+
+
+def fetch_roster(site: MarketSite, round_: int) -> dict[str, keys.PublicIdentity]:
+    """The round's roster, signed by the aggregator; a peer's key must match any key this market registered for it."""
+    doc = _fetch_signed(site, round_, "roster.json", ROSTER_KIND)
+    if doc.get("round") != round_ or not isinstance(doc.get("markets"), dict):
+        raise secagg.SecAggError(f"market '{site.market}': roster for round {round_} is malformed")
+    if site.market not in doc["markets"]:
+        raise secagg.SecAggError(f"market '{site.market}' is not in round {round_}'s roster {sorted(doc['markets'])}")
+    roster = {}
+    for peer, pub in doc["markets"].items():
+        try:
+            known = trust.trusted_keys(site.federation, peer, keys_dir=site.keys_dir)[0].enc_public
+        except keys.KeyFileError:
+            known = None  # not registered here: the aggregator vouches for it (SECURITY.md)
+        if known is not None and known != pub["enc_public"]:
+            raise secagg.SecAggError(f"market '{site.market}': the roster gives '{peer}' a key other than the one "
+                                     "registered for it; refusing to mask with it")
+        roster[peer] = keys.PublicIdentity(peer, pub["enc_public"], pub["sign_public"])
+    return roster
+
+
+def _own_record(site: MarketSite, round_: int):
+    return site.state_dir / "secure-aggregation" / f"round-{round_:03d}.json"
+
+
+def mask_evaluation(site: MarketSite, round_: int, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The payload a market seals in secure mode: its evaluation sums, masked. Keeps its own figures locally."""
+    roster = fetch_roster(site, round_)
+    kind, vector = flatten(evaluation)
+    masked = secagg.mask_vector(vector, me=site.identity(), roster=roster, federation=site.federation.name,
+                                round=round_, label=LABEL)
+    atomic_write_json(_own_record(site, round_), {"round": round_, "roster": sorted(roster),
+                                                  "evaluation": evaluation, "revealed_for": None})
+    return {"market": site.market, "secagg": {"kind": kind, "label": LABEL, "size": int(vector.size),
+                                              "masked": secagg.to_wire(masked)}}
+
+
+def reveal(site: MarketSite, round_: int) -> dict[str, Any]:
+    """A survivor's seeds with the markets missing from the sum, for the centre to remove their masks.
+
+    Refused unless this market masked in this round, and refused a second time for a different survivors' list
+    (an aggregator asking twice could otherwise learn a market's part by declaring it dropped after all).
+    """
+    record_path = _own_record(site, round_)
+    if not record_path.exists():
+        raise secagg.SecAggError(f"market '{site.market}' did not mask in round {round_}: nothing to reveal")
+    record = json.loads(record_path.read_text())
+    doc = _fetch_signed(site, round_, "survivors.json", SURVIVORS_KIND)
+    survivors = sorted(doc.get("survivors") or [])
+    if doc.get("round") != round_ or not set(survivors) <= set(record["roster"]):
+        raise secagg.SecAggError(f"market '{site.market}': survivors list for round {round_} is not a subset of "
+                                 f"the roster {record['roster']}")
+    if record["revealed_for"] not in (None, survivors):
+        raise secagg.SecAggError(f"market '{site.market}' already revealed seeds for survivors "
+                                 f"{record['revealed_for']} in round {round_}; refusing a second, different list")
+    roster = fetch_roster(site, round_)
+    seeds = secagg.reveal_seeds(me=site.identity(), roster=roster, survivors=survivors,
+                                federation=site.federation.name, round=round_, label=LABEL)
+    atomic_write_json(record_path, {**record, "revealed_for": survivors})
+    return {"market": site.market, "round": round_, "seeds": seeds}
+
+
+# --- centre side ---------------------------------------------------------------------------------
+
+
+def masked_vectors(opened: dict[str, dict], roster: list[str]) -> tuple[str, dict[str, np.ndarray], dict[str, str]]:
+    """(kind, masked vector by market, reasons for payloads refused) from the opened metrics envelopes."""
+    vectors, refused, kinds = {}, {}, set()
+    for market, payload in sorted(opened.items()):
+        if market not in roster:
+            continue
+        body = payload.get("secagg") if isinstance(payload, dict) else None
+        if not isinstance(body, dict) or set(payload) != {"market", "secagg"}:
+            refused[market] = "sent its evaluation in clear (or malformed); secure aggregation expects only a " \
+                              "masked vector, so it is left out of the totals"
+            continue
+        try:
+            vectors[market] = secagg.from_wire(body["masked"])
+            kinds.add(body["kind"])
+        except (KeyError, secagg.SecAggError) as exc:
+            refused[market] = f"malformed masked vector: {exc}"
+    if len(kinds) > 1:
+        raise secagg.SecAggError(f"markets masked statistics of different kinds: {sorted(kinds)}")
+    return (kinds.pop() if kinds else ""), vectors, refused
+
+
+def unmask_totals(kind: str, vectors: dict[str, np.ndarray], roster: list[str],
+                  revealed: dict[str, dict]) -> dict[str, Any]:
+    """The survivors' summed evaluation, unmasked with the revealed seeds of the markets missing from it."""
+    seeds = {m: p.get("seeds", {}) for m, p in revealed.items()}
+    total = secagg.unmask_sum(vectors, roster=roster, revealed=seeds)
+    return {**unflatten(kind, total), "markets": sorted(vectors)}
+
+
+def totals_tables(round_: int, totals: dict[str, Any] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Federation rows only: one metrics row per model, one ROI row (columns as fedpipe.central.round_tables)."""
+    if not totals:
+        return pd.DataFrame(), pd.DataFrame()
+    metric_rows = [{"round": round_, "market": "federation", "model": model,
+                    **federation_metrics([totals[model]["stats"]]), "train_rows": totals["train_rows"]}
+                   for model in MODELS]
+    fed, local = totals["federated"]["value"], totals["local_only"]["value"]
+    roi_row = {"round": round_, "market": "federation", **{k: float(fed[k]) for k in VALUE_KEYS},
+               "roi": ratio(fed["savings"], fed["programme_cost"]),
+               "savings_local_only": float(local["savings"]),
+               "savings_vs_local_only": float(fed["savings"] - local["savings"]),
+               "roi_local_only": ratio(local["savings"], local["programme_cost"])}
+    return pd.DataFrame(metric_rows), pd.DataFrame([roi_row])
+
+
+def open_reveals(run: Run, round_: int, parent: str, survivors: list[str]) -> tuple[dict[str, dict], dict[str, str]]:
+    from fedpipe.central import open_sealed
+
+    opened, dropped = open_sealed(run, round_, parent, "reveal", slot=lambda r, m: reveal_path(run.exchange, r, m))
+    return ({m: p for m, p in opened.items() if m in survivors},
+            {m: why for m, why in dropped.items() if m in survivors})

@@ -1,0 +1,113 @@
+"""Deployed mode end to end: per-market agents, rounds started as the Prefect UI starts them, faults.
+
+Each test talks to a real `prefect server start` only through its REST API, as the UI does.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import tomli_w
+import xgboost as xgb
+
+from fedpipe.stack import kill_tree
+
+pytestmark = pytest.mark.e2e
+
+MARKETS = ("FD001", "FD002", "FD003", "FD004")
+
+
+def _assert_round_completed(app, flow_run_id: str, run_id: str, contributors=MARKETS) -> dict:
+    run = app.wait(flow_run_id)
+    assert run["state"]["type"] == "COMPLETED", (run["state"], f"logs: {app.stack.root}/logs")
+    assert run["parameters"]["dispatch"] == "deployments"  # the deployment's default, kept by the custom run
+
+    # The new global model: every contributor's 2 trees, signed and posted to the exchange.
+    run_dir = app.root / "centre" / "runs" / run_id
+    booster = xgb.Booster()
+    booster.load_model(str(run_dir / "models" / "round-001.json"))
+    assert booster.num_boosted_rounds() == 2 * len(contributors)
+    rounds = json.loads((run_dir / "rounds.json").read_text())
+    assert sorted(rounds[0]["contributors"]) == sorted(contributors)
+
+    # Through the API: each market's flows ran on its own pool, and the round published its ROI table.
+    children = app.children(flow_run_id)
+    trained = {c["parameters"]["market"]: c for c in children if c["name"].endswith("train round 1")}
+    assert set(trained) == set(MARKETS)
+    for market in contributors:
+        assert trained[market]["work_pool_name"] == f"market-{market}"
+        assert trained[market]["state"]["type"] == "COMPLETED"
+    roi = app.artifacts("e2e-fed-round-roi")
+    assert roi, "no ROI artifact"
+    table = roi[0]["data"] if isinstance(roi[0]["data"], list) else json.loads(roi[0]["data"])
+    markets = {row["market"] for row in table}
+    assert markets == {*contributors, "federation"}
+    assert any(a["flow_run_id"] == flow_run_id for a in roi)
+
+    # Nothing the centre holds names where a market's data lives.
+    for site in app.sites.values():
+        for path in (app.root / "centre").rglob("*"):
+            if path.is_file() and path.suffix in (".json", ".toml", ".md"):
+                assert str(site.data) not in path.read_text(errors="ignore")
+    return rounds[0]
+
+
+def _schedules(app) -> list[str]:
+    deployment = app.http.get("/deployments/name/federated-training/e2e-fed").json()
+    return [s["schedule"]["cron"] for s in deployment["schedules"]]
+
+
+def test_round_from_the_ui_runs_on_the_market_agents(deployed, write_federation):
+    # `fedpipe deploy` is idempotent: the same deployments, the cadence as one cron schedule, removable.
+    before = deployed.deployment_id("federated-training/e2e-fed")
+    weekly = write_federation(deployed.root, "weekly.toml", cadence="0 3 * * 1")
+    for _ in range(2):
+        deployed.stack.fedpipe("deploy", "--config", str(weekly))
+        assert _schedules(deployed) == ["0 3 * * 1"]
+    deployed.stack.fedpipe("deploy", "--config", str(deployed.config))
+    assert _schedules(deployed) == []
+    assert deployed.deployment_id("federated-training/e2e-fed") == before
+    pools = deployed.http.post("/work_pools/filter", json={}).json()
+    assert {p["name"] for p in pools} >= {"fedpipe-central", *(f"market-{m}" for m in MARKETS)}
+
+    flow_run_id = deployed.start_round(rounds=1, run_id="from-the-ui")
+    _assert_round_completed(deployed, flow_run_id, "from-the-ui")
+
+
+def test_round_on_a_postgresql_server(deployed_pg):
+    flow_run_id = deployed_pg.start_round(rounds=1, run_id="on-postgres")
+    _assert_round_completed(deployed_pg, flow_run_id, "on-postgres")
+
+
+def test_killed_agent_and_hung_market_are_dropped_and_a_rerun_works(deployed, write_federation):
+    """FD002's agent dies mid-round, FD003 hangs: both time out, the round goes on with the other two."""
+    timeout_s = 90
+    config = write_federation(deployed.root, "quorum-two.toml", quorum=2, market_timeout_s=timeout_s)
+    hung = deployed.sites["FD003"]
+    doc = {k: str(v) for k, v in hung.model_dump(exclude={"source", "fault_delay_s"}).items()}
+    hung.source.write_bytes(tomli_w.dumps({**doc, "fault_delay_s": 3600}).encode())
+
+    flow_run_id = deployed.start_round(config=str(config), run_id="with-faults")
+    deadline = time.monotonic() + 300
+    while True:  # kill FD002's agent (and its flow run) once its training has started
+        runs = {c["parameters"]["market"]: c for c in deployed.children(flow_run_id) if "train" in c["name"]}
+        if runs.get("FD002", {}).get("state", {}).get("type") == "RUNNING":
+            break
+        assert time.monotonic() < deadline, "FD002 never started"
+        time.sleep(1)
+    kill_tree(deployed.stack.processes.pop("agent-FD002"))
+
+    record = _assert_round_completed(deployed, flow_run_id, "with-faults", contributors=("FD001", "FD004"))
+    for market in ("FD002", "FD003"):
+        assert f"did not finish within {timeout_s} s" in record["dropped"][market]
+    hung_run = next(c["id"] for c in deployed.children(flow_run_id)
+                    if "train" in c["name"] and c["parameters"]["market"] == "FD003")
+    assert deployed.wait(hung_run, timeout_s=120)["state"]["type"] == "CANCELLED"  # its agent stopped it
+
+    # Rerun after the agent is back and the hang cleared: everyone contributes again.
+    hung.source.write_bytes(tomli_w.dumps(doc).encode())
+    deployed.stack.start_agent("FD002", deployed.sites["FD002"].source)
+    flow_run_id = deployed.start_round(config=str(config), run_id="after-faults")
+    _assert_round_completed(deployed, flow_run_id, "after-faults")

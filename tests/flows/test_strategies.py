@@ -1,0 +1,40 @@
+"""The round flow with the histogram strategy: a real federated server, one process per market, mutual TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+import xgboost as xgb
+from prefect import get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+from flows.round import federated_training
+
+pytestmark = pytest.mark.skipif(not xgb.build_info().get("USE_FEDERATED"), reason="xgboost without federated plugin")
+
+
+async def _runs(flow_name):
+    async with get_client() as client:
+        return await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])))
+
+
+def test_histogram_round_flow_grows_one_shared_set_of_trees(federation):
+    config, _ = federation(markets=("FD001", "FD004"), rounds=2, trees=2, quorum=2, strategy="histogram")
+    run_dir = Path(federated_training(config=str(config)))
+    rounds = json.loads((run_dir / "rounds.json").read_text())
+    assert [sorted(r["contributors"]) for r in rounds] == [["FD001", "FD004"]] * 2
+    booster = xgb.Booster()
+    booster.load_model(str(run_dir / "models" / "round-002.json"))
+    assert booster.num_boosted_rounds() == 2 * 2  # the round's trees once, not once per market
+    runs = asyncio.run(_runs("market-train-histogram"))
+    assert len([r for r in runs if r.state.is_completed()]) >= 4  # each market's process reported to Prefect
+    assert "strategy `histogram`" in (run_dir / "summary.md").read_text()
+
+
+def test_unknown_strategy_is_refused_before_training(federation):
+    config, _ = federation(markets=("FD001", "FD004"), rounds=1, trees=1, quorum=2)
+    with pytest.raises(ValueError, match="strategy 'cyclic' is not one the round flow runs"):
+        federated_training(config=str(config), strategy="cyclic")

@@ -1,0 +1,119 @@
+"""`fedpipe keys`: the CLI over fedpipe.keys and fedpipe.tls, run through fedpipe.cli.main."""
+
+from __future__ import annotations
+
+import stat
+import tomllib
+
+import pytest
+import tomli_w
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from fedpipe import trust
+from fedpipe.cli import main
+from fedpipe.config import load_federation
+from fedpipe.keys import PASSPHRASE_ENV, load_identity, load_public_identity
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _fed(tmp_path, markets=("FD001", "FD002", "FD003")):
+    doc = {"federation": {"name": "f", "usecase": "predictive_maintenance", "quorum": 1,
+                          "keys_dir": str(tmp_path / "keys")},
+           "markets": {m: {"data": f"data/{m}"} for m in markets}}
+    path = tmp_path / "fed.toml"
+    path.write_text(tomli_w.dumps(doc))
+    return path
+
+
+def test_init_prints_toml_that_registers_the_keys(tmp_path, capsys):
+    config = _fed(tmp_path)
+    assert main(["keys", "init", "--market", "FD001", "--config", str(config)]) == 0
+    assert main(["keys", "init", "--aggregator", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    keys_dir = tmp_path / "keys"
+    assert _mode(keys_dir / "FD001.enc.pem") == _mode(keys_dir / "FD001.sign.pem") == 0o600
+    assert _mode(keys_dir / "aggregator.sign.pem") == 0o600
+    assert "PRIVATE" not in out
+    # what was printed, pasted into the federation file, is what the federation then trusts
+    snippet = tomllib.loads(out)
+    doc = tomllib.loads(config.read_text())
+    doc["markets"]["FD001"].update(snippet["markets"]["FD001"])
+    doc["aggregator"] = snippet["aggregator"]
+    config.write_text(tomli_w.dumps(doc))
+    fed = load_federation(config)
+    assert trust.trusted_keys(fed, "FD001") == [load_public_identity(keys_dir, "FD001")]
+    assert trust.aggregator_keys(fed) == [load_public_identity(keys_dir, "aggregator")]
+
+
+def test_init_refuses_to_overwrite(tmp_path, capsys):
+    assert main(["keys", "init", "--market", "FD001", "--keys-dir", str(tmp_path)]) == 0
+    before = (tmp_path / "FD001.sign.pem").read_bytes()
+    assert main(["keys", "init", "--market", "FD001", "--keys-dir", str(tmp_path)]) == 2
+    assert "already exist" in capsys.readouterr().err
+    assert (tmp_path / "FD001.sign.pem").read_bytes() == before
+    assert main(["keys", "init", "--market", "FD001", "--keys-dir", str(tmp_path), "--force"]) == 0
+    assert (tmp_path / "FD001.sign.pem").read_bytes() != before
+
+
+def test_passphrase_from_environment_never_an_argument(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(PASSPHRASE_ENV, "s3cret")
+    assert main(["keys", "init", "--market", "FD001", "--keys-dir", str(tmp_path), "--passphrase"]) == 0
+    assert b"ENCRYPTED PRIVATE KEY" in (tmp_path / "FD001.enc.pem").read_bytes()
+    assert load_identity(tmp_path, "FD001", b"s3cret").public == load_public_identity(tmp_path, "FD001")
+    with pytest.raises(SystemExit):  # --passphrase takes no value: a secret on the command line is refused
+        main(["keys", "init", "--market", "FD002", "--keys-dir", str(tmp_path), "--passphrase", "s3cret"])
+
+
+def test_passphrase_prompt_must_match(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+    answers = iter(["one", "two"])
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
+    assert main(["keys", "init", "--market", "FD001", "--keys-dir", str(tmp_path), "--passphrase"]) == 2
+    assert "differ" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_rotate_prints_new_and_previous_keys(tmp_path, capsys):
+    main(["keys", "init", "--market", "FD001", "--keys-dir", str(tmp_path)])
+    old = load_public_identity(tmp_path, "FD001")
+    capsys.readouterr()
+    assert main(["keys", "rotate", "--market", "FD001", "--keys-dir", str(tmp_path), "--grace", "12h"]) == 0
+    snippet = tomllib.loads(capsys.readouterr().out)["markets"]["FD001"]
+    new = load_public_identity(tmp_path, "FD001")
+    assert snippet["enc_public"] == new.enc_public != old.enc_public
+    (previous,) = snippet["previous_keys"]
+    assert previous["sign_public"] == old.sign_public and previous["not_after"].tzinfo is not None
+    assert main(["keys", "show", "--market", "FD001", "--keys-dir", str(tmp_path)]) == 0
+    assert tomllib.loads(capsys.readouterr().out)["markets"]["FD001"]["previous_keys"][0]["enc_public"] == old.enc_public
+
+
+@pytest.mark.parametrize("grace", ["7", "1w", "-1d", ""])
+def test_rotate_rejects_bad_grace(tmp_path, grace):
+    with pytest.raises(SystemExit):
+        main(["keys", "rotate", "--market", "FD001", "--keys-dir", str(tmp_path), "--grace", grace])
+
+
+def test_tls_issues_and_rotates_certificates(tmp_path, capsys):
+    config = _fed(tmp_path)
+    assert main(["keys", "tls", "--config", str(config)]) == 0
+    tls_dir = tmp_path / "keys" / "tls"
+    ca = x509.load_pem_x509_certificate((tls_dir / "ca.pem").read_bytes())
+    client = x509.load_pem_x509_certificate((tls_dir / "client-FD002.pem").read_bytes())
+    client.verify_directly_issued_by(ca)
+    assert client.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == "FD002"
+    assert _mode(tls_dir / "client-FD002-key.pem") == _mode(tls_dir / "ca-key.pem") == 0o600
+    assert main(["keys", "tls", "--config", str(config), "--rotate"]) == 0
+    rotated = x509.load_pem_x509_certificate((tls_dir / "client-FD002.pem").read_bytes())
+    assert rotated.serial_number != client.serial_number
+    rotated.verify_directly_issued_by(x509.load_pem_x509_certificate((tls_dir / "ca.pem").read_bytes()))
+    assert (tls_dir / "ca.pem").read_bytes() == ca.public_bytes(serialization.Encoding.PEM)  # same CA kept
+
+
+def test_help_explains(capsys):
+    with pytest.raises(SystemExit):
+        main(["keys", "--help"])
+    out = capsys.readouterr().out
+    assert "FEDPIPE_KEY_PASSPHRASE" in out and "rotate" in out and "tls" in out

@@ -1,0 +1,104 @@
+"""fedpipe.secure_round without Prefect: the vector layout, the tables, and the config's refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tomli_w
+
+from fedpipe.config import load_federation
+from fedpipe.errors import ConfigError
+from fedpipe.federation_metrics import federation_metrics, sufficient_stats
+from fedpipe.secure_round import flatten, layout, totals_tables, unflatten
+
+DATA = Path(__file__).resolve().parents[1] / "usecases" / "predictive_maintenance" / "data"
+
+
+def _evaluation(seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    y, s = rng.integers(0, 2, 200), rng.random(200)
+    out = {"market": f"M{seed}", "train_rows": 1000 + seed}
+    for i, model in enumerate(("federated", "local_only")):
+        out[model] = {"metrics": {}, "stats": sufficient_stats("classification", y, s ** (i + 1)),
+                      "value": {"cost_no_model": 1e5 * seed, "cost_model": 4e4 + seed, "savings": 6e4 - seed,
+                                "programme_cost": 2.5e4 + 0.25 * seed}}
+    return out
+
+
+def test_flatten_unflatten_round_trip_and_sums():
+    evs = [_evaluation(s) for s in (1, 2, 3)]
+    kind, vector = flatten(evs[0])
+    assert kind == "classification" and vector.size == sum(f[3] for f in layout(kind))
+    total = unflatten(kind, np.sum([flatten(e)[1] for e in evs], axis=0))
+    assert total["train_rows"] == sum(e["train_rows"] for e in evs)
+    assert total["federated"]["value"]["savings"] == pytest.approx(sum(e["federated"]["value"]["savings"] for e in evs))
+    metrics, roi = totals_tables(4, total)
+    assert metrics.set_index("model").loc["local_only", "auc"] == pytest.approx(
+        federation_metrics([e["local_only"]["stats"] for e in evs])["auc"])
+    assert list(roi["market"]) == ["federation"] and roi.loc[0, "round"] == 4
+    with pytest.raises(ValueError, match="regressionx"):
+        layout("regressionx")
+
+
+def _config(tmp_path, markets, **federation) -> Path:
+    doc = {"federation": {"name": "f", "usecase": "predictive_maintenance", "quorum": 2, **federation},
+           "markets": {m: {"data": str(DATA / m)} for m in markets}}
+    path = tmp_path / "f.toml"
+    path.write_bytes(tomli_w.dumps(doc).encode())
+    return path
+
+
+def test_two_market_federation_refuses_secure_aggregation(tmp_path):
+    with pytest.raises(ConfigError, match="secure_aggregation.*at least 3 markets.*deduce the other"):
+        load_federation(_config(tmp_path, ["FD001", "FD002"], secure_aggregation=True))
+    assert not load_federation(_config(tmp_path, ["FD001", "FD002"])).secure_aggregation
+
+
+def test_secure_aggregation_needs_a_quorum_of_three(tmp_path):
+    with pytest.raises(ConfigError, match="quorum.*below 3"):
+        load_federation(_config(tmp_path, ["FD001", "FD002", "FD003"], secure_aggregation=True, quorum=2))
+    assert load_federation(_config(tmp_path, ["FD001", "FD002", "FD003"], secure_aggregation=True,
+                                   quorum=3)).secure_aggregation
+
+
+def test_roster_mask_reveal_unmask_without_prefect(tmp_path, monkeypatch):
+    """The whole path on plain functions: signed roster, masking, one dropout, reveals, unmasked survivors' sum;
+    a tampered roster and a second, different survivors' list are refused."""
+    from fedpipe import secagg
+    from fedpipe.central import start_run
+    from fedpipe.errors import SealError
+    from fedpipe.market import MarketSite
+    from fedpipe.secure_round import (_doc_path, mask_evaluation, masked_vectors, publish_roster,
+                                      publish_survivors, reveal, unmask_totals)
+
+    monkeypatch.chdir(tmp_path)
+    markets = ["FD001", "FD002", "FD003", "FD004"]
+    fed = load_federation(_config(tmp_path, markets, secure_aggregation=True, quorum=3))
+    run = start_run(fed, "r")
+    sites = {m: MarketSite(fed, m, run.exchange) for m in markets}
+    for site in sites.values():
+        site.identity()  # each market's keys, as on its first round
+    publish_roster(run, 1, markets)
+    evs = {m: _evaluation(i + 1) for i, m in enumerate(markets)}
+    opened = {m: mask_evaluation(sites[m], 1, evs[m]) for m in markets[:3]}  # FD004 masks too, then drops
+    mask_evaluation(sites["FD004"], 1, evs["FD004"])
+    kind, vectors, refused = masked_vectors(opened, markets)
+    assert not refused and sorted(vectors) == markets[:3]
+    with pytest.raises(secagg.SecAggError, match="FD004.*dropped out"):
+        unmask_totals(kind, vectors, markets, {})
+    publish_survivors(run, 1, markets[:3])
+    revealed = {m: reveal(sites[m], 1) for m in markets[:3]}
+    total = unmask_totals(kind, vectors, markets, revealed)
+    assert total["federated"]["value"]["savings"] == pytest.approx(
+        sum(evs[m]["federated"]["value"]["savings"] for m in markets[:3]), abs=1e-3)
+    assert total["train_rows"] == sum(evs[m]["train_rows"] for m in markets[:3])
+
+    publish_survivors(run, 1, ["FD001", "FD002", "FD004"])  # the centre changes its story: refused
+    with pytest.raises(secagg.SecAggError, match="already revealed"):
+        reveal(sites["FD001"], 1)
+    path = _doc_path(run.exchange, 1, "roster.json")
+    run.exchange.put(path, run.exchange.get(path).replace(b'"round":1', b'"round":1 '))
+    with pytest.raises(SealError):
+        mask_evaluation(sites["FD001"], 1, evs["FD001"])

@@ -1,0 +1,25 @@
+"""Model inputs for ROP regression: the same ten drilling parameters, in the same order, in every well.
+
+Measured depth is left out on purpose: the held-out section is deeper than anything trained on, and trees cannot
+extrapolate depth. ``tvd_m`` (true vertical depth) stays in as a proxy for compaction. ROP (the label) is never
+an input.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import pandas as pd
+
+FEATURE_COLUMNS = ["wob_kkgf", "rpm", "torque_knm", "standpipe_pressure_kpa", "mud_flow_l_per_min",
+                   "mud_density_g_per_cm3", "bit_diameter_mm", "hookload_kkgf", "gamma_api", "tvd_m"]
+# The settings the recommender may change (roi.drilling_value); the rest are held at their observed values.
+CONTROLS = ["wob_kkgf", "rpm"]
+
+
+def model_inputs(table: pd.DataFrame, options: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """The use-case contract's ``features(table, options)``: float64 columns ``FEATURE_COLUMNS``, same index."""
+    missing = [c for c in FEATURE_COLUMNS if c not in table.columns]
+    if missing:
+        raise KeyError(f"drilling features: table lacks column(s) {', '.join(missing)}")
+    return table[FEATURE_COLUMNS].astype("float64")
