@@ -115,6 +115,10 @@ def open_sealed(run: Run, round_: int, parent: str, kind: str, slot=None) -> tup
         path = slot(round_, market) if slot else \
             run.exchange.update(round_, market) if kind == "update" else run.exchange.metrics(round_, market)
         try:
+            decided = run.exchange.dropped(round_, market)
+            if run.exchange.exists(decided):  # the centre already left it out (timed out): late updates don't count
+                dropped[market] = json.loads(run.exchange.get(decided))["reason"]
+                continue
             if not run.exchange.exists(path):
                 dropped[market] = _status_reason(run.exchange, round_, market)
                 continue

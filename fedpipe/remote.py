@@ -171,9 +171,12 @@ def record_dropped(exchange: str, round_: int, runs: dict[str, MarketRun]) -> di
         if not run.timed_out and store.exists(status):
             reasons[market] = json.loads(store.get(status)).get("reason", run.message)
             continue
-        store.remove(store.update(round_, market))
         reason = run.message if run.timed_out else f"market flow run ended {run.state}: {run.message}"
-        store.put(status, json.dumps({"market": market, "round": round_, "status": "dropped",
-                                      "reason": reason}).encode())
+        note = json.dumps({"market": market, "round": round_, "status": "dropped", "reason": reason}).encode()
+        # The decision first: a run the kill or cancel has not yet stopped may still post its update or its own
+        # status note after this; the centre goes by the drop note, whatever lands later.
+        store.put(store.dropped(round_, market), note)
+        store.remove(store.update(round_, market))
+        store.put(status, note)
         reasons[market] = reason
     return reasons

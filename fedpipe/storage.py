@@ -77,6 +77,10 @@ class Exchange:
     def status(self, round_: int, market: str) -> str:
         return self._path(f"round-{round_:03d}", "status", f"{market}.json")
 
+    def dropped(self, round_: int, market: str) -> str:
+        """The centre's own decision to leave a market out of a round; markets never write here."""
+        return self._path(f"round-{round_:03d}", "dropped", f"{market}.json")
+
     def put(self, path: str, data: bytes) -> None:
         if self.fs.protocol in ("file", ("file", "local")) or "file" in self.fs.protocol:
             atomic_write_bytes(Path(path), data)

@@ -303,3 +303,13 @@ def test_start_run_points_latest_at_the_run(federation, tmp_path):
     assert latest.resolve() == second.root.resolve()
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["first", "latest", "second"]
     assert second.exchange.root == str(second.root / "exchange")
+
+
+def test_a_market_the_centre_dropped_stays_out_even_if_its_update_lands_late(run, payloads):
+    _post(run, "FD001", payloads["FD001"])
+    _post(run, "FD002", payloads["FD002"])  # a timed-out run that was not yet stopped still delivers
+    note = {"market": "FD002", "round": 1, "status": "dropped", "reason": "market-train did not finish within 90 s"}
+    run.exchange.put(run.exchange.dropped(1, "FD002"), json.dumps(note).encode())
+    opened, dropped = central.open_sealed(run, 1, "", "update")
+    assert "FD002" not in opened and "FD001" in opened
+    assert dropped["FD002"] == "market-train did not finish within 90 s"

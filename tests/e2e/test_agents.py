@@ -88,6 +88,10 @@ def test_killed_agent_and_hung_market_are_dropped_and_a_rerun_works(deployed, wr
     hung = deployed.sites["FD003"]
     doc = {k: str(v) for k, v in hung.model_dump(exclude={"source", "fault_delay_s"}).items()}
     hung.source.write_bytes(tomli_w.dumps({**doc, "fault_delay_s": 3600}).encode())
+    # FD002 is slowed too, so the kill below lands mid-flow however fast or loaded the machine is.
+    killed = deployed.sites["FD002"]
+    killed_doc = {k: str(v) for k, v in killed.model_dump(exclude={"source", "fault_delay_s"}).items()}
+    killed.source.write_bytes(tomli_w.dumps({**killed_doc, "fault_delay_s": 60}).encode())
 
     flow_run_id = deployed.start_round(config=str(config), run_id="with-faults")
     deadline = time.monotonic() + 300
@@ -108,6 +112,7 @@ def test_killed_agent_and_hung_market_are_dropped_and_a_rerun_works(deployed, wr
 
     # Rerun after the agent is back and the hang cleared: everyone contributes again.
     hung.source.write_bytes(tomli_w.dumps(doc).encode())
+    killed.source.write_bytes(tomli_w.dumps(killed_doc).encode())
     deployed.stack.start_agent("FD002", deployed.sites["FD002"].source)
     flow_run_id = deployed.start_round(config=str(config), run_id="after-faults")
     _assert_round_completed(deployed, flow_run_id, "after-faults")
