@@ -31,7 +31,10 @@ def prefect_env(home: Path, api_url: str, database_url: str | None = None, poll_
     """Environment for the server, the CLI and the agents: a private PREFECT_HOME, never the user's profile."""
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": api_url,
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": str(poll_s),
-           "PREFECT_WORKER_PREFETCH_SECONDS": "2", "PYTHONUNBUFFERED": "1"}
+           "PREFECT_WORKER_PREFETCH_SECONDS": "2", "PYTHONUNBUFFERED": "1",
+           # SQLite serialises writers: under load a request can meet "database is locked" (an HTTP 500).
+           # Let clients retry it with Prefect's back-off, and let the server wait longer for the lock.
+           "PREFECT_CLIENT_RETRY_EXTRA_CODES": "500", "PREFECT_SERVER_DATABASE_TIMEOUT": "30"}
     env.pop("PREFECT_PROFILE", None)
     if database_url:
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url

@@ -42,6 +42,7 @@ def handle(args: argparse.Namespace) -> int:
     import os
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline machines: no telemetry noise
+    os.environ.setdefault("PREFECT_CLIENT_RETRY_EXTRA_CODES", "500")  # SQLite's "database is locked": retry
     from fedpipe.central import comparison_table, markdown_table
     from fedpipe.config import load_federation
     from flows.round import federated_training

@@ -53,20 +53,29 @@ class Deployed:
         self.root, self.stack, self.config, self.sites = root, stack, config, sites
         self.http = httpx.Client(base_url=stack.api_url, timeout=30)
 
+    def _call(self, method: str, url: str, **kwargs) -> httpx.Response:
+        """A REST call as the UI makes it; a 500 from SQLite's "database is locked" is retried, as the UI would."""
+        for attempt in range(5):
+            response = self.http.request(method, url, **kwargs)
+            if response.status_code != 500:
+                break
+            time.sleep(2 * (attempt + 1))
+        return response
+
     def deployment_id(self, name: str) -> str:
-        response = self.http.get(f"/deployments/name/{name}")
+        response = self._call("GET", f"/deployments/name/{name}")
         response.raise_for_status()
         return response.json()["id"]
 
     def start_round(self, **parameters) -> str:
         """What the UI's "Run → Custom run" does: POST create_flow_run on the deployment with parameters."""
         deployment = self.deployment_id("federated-training/e2e-fed")
-        response = self.http.post(f"/deployments/{deployment}/create_flow_run", json={"parameters": parameters})
+        response = self._call("POST", f"/deployments/{deployment}/create_flow_run", json={"parameters": parameters})
         response.raise_for_status()
         return response.json()["id"]
 
     def flow_run(self, flow_run_id: str) -> dict:
-        response = self.http.get(f"/flow_runs/{flow_run_id}")
+        response = self._call("GET", f"/flow_runs/{flow_run_id}")
         response.raise_for_status()
         return response.json()
 
@@ -82,13 +91,13 @@ class Deployed:
     def children(self, parent_id: str) -> list[dict]:
         """The market flow runs a round started (subflows of the round run)."""
         body = {"flow_runs": {"parent_flow_run_id": {"any_": [parent_id]}}, "limit": 200}
-        response = self.http.post("/flow_runs/filter", json=body)
+        response = self._call("POST", "/flow_runs/filter", json=body)
         response.raise_for_status()
         return response.json()
 
     def artifacts(self, key: str) -> list[dict]:
         body = {"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 50}
-        response = self.http.post("/artifacts/filter", json=body)
+        response = self._call("POST", "/artifacts/filter", json=body)
         response.raise_for_status()
         return response.json()
 
