@@ -247,15 +247,19 @@ def _check_roi_keys(config: FederationConfig, source: Path) -> None:
                                                     f"(known: {', '.join(sorted(known))})")
 
 
-def load_federation(path: str | Path) -> FederationConfig:
-    """Read and validate a federation TOML file."""
-    path = Path(path)
+def read_toml(path: Path, missing: str = "no such file") -> dict[str, Any]:
+    """A TOML document, or ConfigError naming the file and whether it is missing, unreadable or not TOML."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(path, "(file)", "no such file") from None
+        raise ConfigError(path, "(file)", missing) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(path, "(file)", f"cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "(syntax)", f"not valid TOML: {exc}") from None
-    return parse_federation(raw, path.resolve())
+
+
+def load_federation(path: str | Path) -> FederationConfig:
+    """Read and validate a federation TOML file."""
+    path = Path(path)
+    return parse_federation(read_toml(path), path.resolve())

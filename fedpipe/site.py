@@ -19,13 +19,12 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tomllib
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fedpipe import keys
-from fedpipe.config import MARKET_NAME
+from fedpipe.config import MARKET_NAME, read_toml
 from fedpipe.errors import ConfigError
 
 ENV = "FEDPIPE_SITE"
@@ -50,14 +49,7 @@ class SiteConfig(BaseModel):
 def load_site(path: str | Path) -> SiteConfig:
     """Read and validate a site file; errors name the file and the field."""
     path = Path(path).resolve()
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(path, "(file)", "no such site file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(path, "(file)", f"cannot read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, "(syntax)", f"not valid TOML: {exc}") from None
+    raw = read_toml(path, missing="no such site file")
     try:
         site = SiteConfig.model_validate({**raw, "source": path})
     except ValidationError as exc:
