@@ -23,6 +23,7 @@ from fedpipe.errors import QuorumError, SealError
 from fedpipe.faults import crash_point
 from fedpipe.metrics import headline_metrics
 from fedpipe.federation_metrics import federation_metrics
+from fedpipe.strategies import cyclic
 from fedpipe.strategies.personal import choice_table
 from fedpipe.roi import federation_roi, ratio
 from fedpipe.storage import Exchange, atomic_write_bytes, atomic_write_json, atomic_write_parquet
@@ -82,6 +83,23 @@ def publish_global_model(run: Run, round_: int, doc: dict) -> str:
     return sealing.sha256_hex(raw)
 
 
+def publish_visit_model(run: Run, round_: int, visits: int, doc: dict) -> str:
+    """Cyclic: sign and post the model as it stands after ``visits`` markets this round; the next market starts there."""
+    raw = dump_model_doc(doc)
+    aggregator = keys.load_identity(run.federation.keys_dir, "aggregator")
+    path = run.exchange.visit_model(round_, visits)
+    run.exchange.put(path, raw)
+    run.exchange.put(path + ".sig", sealing.sign_model(raw, federation=run.federation.name, round=round_,
+                                                       signer=aggregator, kind=cyclic.visit_kind(visits)))
+    return sealing.sha256_hex(raw)
+
+
+def leave_out(run: Run, round_: int, market: str, reason: str) -> None:
+    """The centre's decision that a market is out of this round: whatever it posts later is not counted."""
+    note = {"market": market, "round": round_, "status": "dropped", "reason": reason}
+    run.exchange.put(run.exchange.dropped(round_, market), json.dumps(note).encode())
+
+
 def _status_reason(exchange: Exchange, round_: int, market: str) -> str:
     path = exchange.status(round_, market)
     if not exchange.exists(path):
@@ -98,9 +116,11 @@ def _known_senders(federation: FederationConfig) -> dict[str, list[keys.PublicId
     return trust.senders(federation)
 
 
-def open_sealed(run: Run, round_: int, parent: str, kind: str, slot=None) -> tuple[dict[str, dict], dict[str, str]]:
-    """Open every market's sealed ``kind`` ("update" or "metrics") for a round.
+def open_sealed(run: Run, round_: int, parent: str | dict[str, str], kind: str, slot=None,
+                markets: list[str] | None = None) -> tuple[dict[str, dict], dict[str, str]]:
+    """Open every market's (or only ``markets``') sealed ``kind`` ("update" or "metrics") for a round.
 
+    ``parent`` is the model hash each envelope must name: one for all, or one per market (cyclic visits).
     ``slot(round_, market)`` overrides where a market's envelope is read from (e.g. hold-out screening reports).
 
     Returns (opened payloads by market, reasons by market for those left out). A market's bad envelope is
@@ -111,7 +131,7 @@ def open_sealed(run: Run, round_: int, parent: str, kind: str, slot=None) -> tup
     senders = _known_senders(run.federation)
     aggregator = keys.decryption_identities(run.federation.keys_dir, "aggregator")  # current + retired in grace
     opened, dropped = {}, {}
-    for market in run.federation.markets:
+    for market in markets if markets is not None else run.federation.markets:
         path = slot(round_, market) if slot else \
             run.exchange.update(round_, market) if kind == "update" else run.exchange.metrics(round_, market)
         try:
@@ -123,7 +143,8 @@ def open_sealed(run: Run, round_: int, parent: str, kind: str, slot=None) -> tup
                 dropped[market] = _status_reason(run.exchange, round_, market)
                 continue
             header, payload = sealing.open_update(
-                run.exchange.get(path), federation=run.federation.name, round=round_, parent=parent,
+                run.exchange.get(path), federation=run.federation.name, round=round_,
+                parent=parent.get(market, "") if isinstance(parent, dict) else parent,
                 senders=senders, recipient=aggregator, kind=kind,
                 revoked=trust.revoked_markets(run.federation),
                 max_bytes=int(run.federation.screening.max_update_mb * 2**20),
@@ -167,8 +188,13 @@ def aggregate_round(global_doc: dict | None, payloads: dict[str, dict], quorum: 
             f"round {round_}: only {len(payloads)} valid update(s) ({', '.join(sorted(payloads)) or 'none'}), "
             f"quorum is {quorum}; no global model written for this round"
         )
-    updates = [TreeUpdate(market, p["model"], int(p["n_rows"])) for market, p in payloads.items()]
-    doc = strategies.aggregate(strategy, global_doc, updates)
+    if strategy == "fedavg":  # weights, not trees (fedpipe.fedavg_round)
+        from fedpipe.fedavg_round import aggregate_weights
+
+        doc = aggregate_weights(global_doc, payloads)
+    else:
+        updates = [TreeUpdate(market, p["model"], int(p["n_rows"])) for market, p in payloads.items()]
+        doc = strategies.aggregate(strategy, global_doc, updates)
     crash_point("after-aggregate", round_)
     return doc
 
@@ -279,7 +305,7 @@ def write_summary(run: Run) -> Path:
     """A Markdown summary of the run: per-round participation and the final local-only vs federated table."""
     lines = [f"# Run {run.run_id}", "", f"Federation **{run.federation.name}**, use case "
              f"`{run.federation.usecase}`, strategy `{run.federation.strategy}`, "
-             f"{run.federation.trees_per_round} new trees per market per round.", "", "## Rounds", ""]
+             f"{strategies.round_step(run.federation.strategy, run.federation.trees_per_round)}.", "", "## Rounds", ""]
     for rec in run.rounds:
         dropped = "; ".join(f"{m}: {why}" for m, why in rec["dropped"].items()) or "none"
         lines.append(f"- round {rec['round']}: contributors {', '.join(sorted(rec['contributors']))}; left out: {dropped}")

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from fedpipe.errors import ConfigError
 from fedpipe.trust import PartyKeys
 
-STRATEGIES = ("bagging", "histogram")  # the round flow's; cyclic and fedavg: fedpipe/strategies/, benchmark only
+STRATEGIES = ("bagging", "cyclic", "fedavg", "histogram")  # the round flow's (fedpipe/strategies/, flows/)
 # The same rule fedpipe.keys applies to party names: a market's name becomes its key files' names.
 MARKET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -168,6 +168,9 @@ def parse_federation(raw: dict[str, Any], source: Path) -> FederationConfig:
         raise ConfigError(source, "quorum", f"quorum {config.quorum} is more than the {len(config.markets)} markets")
     if config.secure_aggregation:
         _check_secure_aggregation(config, source)
+    if config.strategy == "fedavg" and config.screening.holdout_check:
+        raise ConfigError(source, "screening.holdout_check", "hold-out screening scores tree updates; it cannot "
+                          "run with strategy 'fedavg' (set holdout_check = false or choose a tree strategy)")
     if importlib.util.find_spec(f"usecases.{config.usecase}") is None:
         raise ConfigError(source, "usecase", f"no use case named '{config.usecase}' (no usecases/{config.usecase}/)")
     _check_roi_keys(config, source)
@@ -205,11 +208,16 @@ def _check_usecase_keys(config: FederationConfig, source: Path) -> None:
     """A typo in ``[usecase]`` would silently fall back to a default: refuse keys the use case does not know."""
     from fedpipe.usecase import get_usecase
 
-    known = set(get_usecase(config.usecase).defaults)
+    usecase = get_usecase(config.usecase)
+    known = set(usecase.defaults) | ({"task"} if usecase.tasks else set())
     for key in sorted(config.usecase_options):
         if key not in known:
             raise ConfigError(source, f"usecase.{key}", f"unknown option for use case '{config.usecase}' "
                                                         f"(known: {', '.join(sorted(known))})")
+    try:
+        usecase.for_task(config.usecase_options)
+    except ConfigError as exc:
+        raise ConfigError(source, "usecase.task", exc.problem) from None
 
 
 def _check_model_params(config: FederationConfig, source: Path) -> None:

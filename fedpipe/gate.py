@@ -19,6 +19,8 @@ import pandas as pd
 
 LOWER_IS_BETTER = frozenset({"log_loss", "mae", "rmse"})
 GATE_ROUND = 0  # gate envelopes and the champion's signature use round 0: no training round has that number
+# ...but fedavg's starting model is round 0's global model: the champion's own signature kind keeps them apart.
+CHAMPION_KIND = "gate-champion"
 
 
 def gate(candidate: dict[str, dict], champion: dict[str, dict] | None, *, metric: str, tolerance: float,
@@ -71,13 +73,11 @@ def gate(candidate: dict[str, dict], champion: dict[str, dict] | None, *, metric
 
 def score_champion(site, data, champion_doc: dict) -> dict[str, Any]:
     """Score the champion on the market's held-out rows (runs in the market); only metrics leave."""
-    import xgboost as xgb
-
-    from fedpipe.aggregation import to_booster
     from fedpipe.metrics import model_metrics
+    from fedpipe.models import predict
 
     features = site.usecase.features(data.test, site.options())
-    scores = to_booster(champion_doc).predict(xgb.DMatrix(features, feature_names=list(features.columns)))
+    scores = predict(champion_doc, features)  # trees or a fedavg linear model
     y = data.test[site.usecase.label].to_numpy()
     return {"market": site.market,
             "metrics": model_metrics(site.usecase.objective, y, scores, site.federation.roi.threshold)}
@@ -91,7 +91,8 @@ def fetch_champion(site) -> tuple[dict, str]:
     path = gate_path(site.exchange, "champion.json")
     raw, signature = site.exchange.get(path), site.exchange.get(path + ".sig")
     aggregator = keys.load_public_identity(site.keys_dir, "aggregator")  # the market's own key folder on an agent
-    sealing.verify_model(raw, signature, federation=site.federation.name, round=GATE_ROUND, signer=aggregator)
+    sealing.verify_model(raw, signature, federation=site.federation.name, round=GATE_ROUND, signer=aggregator,
+                         kind=CHAMPION_KIND)
     return load_model_doc(raw), sealing.sha256_hex(raw)
 
 
@@ -109,7 +110,7 @@ def publish_champion(run, model: bytes) -> str:
     path = gate_path(run.exchange, "champion.json")
     run.exchange.put(path, model)
     run.exchange.put(path + ".sig", sealing.sign_model(model, federation=run.federation.name, round=GATE_ROUND,
-                                                       signer=aggregator))
+                                                       signer=aggregator, kind=CHAMPION_KIND))
     return sealing.sha256_hex(model)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fedpipe.storage import atomic_write_json
+from fedpipe.strategies import round_step
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("fedpipe", "xgboost", "prefect", "great-expectations", "cryptography", "pandas", "numpy",
@@ -75,7 +76,7 @@ def round_lineage(run, round_: int) -> dict[str, Any]:
         report = check["reports"].get(market, {})
         tables = report.get("tables", {})
         markets[market] = {
-            "train_rows": int(n_rows),
+            "train_rows": None if n_rows is None else int(n_rows),  # None: masked (secure fedavg)
             "test_rows": tables.get("test", {}).get("rows"),
             "fingerprint": {name: t.get("fingerprint") for name, t in tables.items()},
             "files_fingerprint": report.get("files_fingerprint"),
@@ -125,7 +126,7 @@ def lineage_markdown(lineage: dict[str, Any]) -> str:
         f"- model sha256 `{lineage['model_sha256'][:16]}…`, parent "
         + (f"`{lineage['parent_model_sha256'][:16]}…`" if lineage.get("parent_model_sha256") else "none (first round)"),
         f"- contract `{contract.get('suite')}` {contract.get('contract_version')}; strategy `{lineage['strategy']}`; "
-        f"{lineage['parameters']['trees_per_round']} trees per market per round",
+        f"{round_step(lineage['strategy'], lineage['parameters']['trees_per_round'])}",
         f"- code `{code.get('git_commit') or 'not a git checkout'}`" + (" (uncommitted changes)" if code.get("git_dirty") else ""),
         "- packages: " + ", ".join(f"{k} {v}" for k, v in lineage["packages"].items() if v),
         "", "| market | train rows | test rows | train fingerprint | contract | validation |", "|---|---|---|---|---|---|",

@@ -124,15 +124,24 @@ def validate_data(site: MarketSite, data: MarketData) -> list[contract.Validatio
     return summaries
 
 
-def fetch_global_model(site: MarketSite, round_: int) -> tuple[dict | None, str]:
-    """The global model this round starts from, checked against the aggregator's signature."""
-    if round_ == 1:
+def fetch_global_model(site: MarketSite, round_: int, visits: int = 0) -> tuple[dict | None, str]:
+    """The global model this round starts from, checked against the aggregator's signature.
+
+    With ``visits`` (cyclic strategy), the model as it stands after that many markets have added trees this round.
+    """
+    aggregator = trust.aggregator_keys(site.federation, keys_dir=site.keys_dir)  # current and rotated-out in grace
+    if visits:
+        from fedpipe.strategies.cyclic import visit_kind
+
+        path, signed_round, kind = site.exchange.visit_model(round_, visits), round_, visit_kind(visits)
+    elif round_ == 1:
         return None, ""
-    path = site.exchange.global_model(round_ - 1)
+    else:
+        path, signed_round, kind = site.exchange.global_model(round_ - 1), round_ - 1, "global-model"
     raw = site.exchange.get(path)
     signature = site.exchange.get(path + ".sig")
-    aggregator = trust.aggregator_keys(site.federation, keys_dir=site.keys_dir)  # current and rotated-out in grace
-    sealing.verify_model(raw, signature, federation=site.federation.name, round=round_ - 1, signer=aggregator)
+    sealing.verify_model(raw, signature, federation=site.federation.name, round=signed_round, signer=aggregator,
+                         kind=kind)
     return load_model_doc(raw), sealing.sha256_hex(raw)
 
 
@@ -187,9 +196,14 @@ def local_only_model(site: MarketSite, data: MarketData, n_trees: int) -> xgb.Bo
 
 def evaluate_models(site: MarketSite, data: MarketData, global_doc: dict, round_: int) -> dict[str, Any]:
     """Metrics and business value of the global and the local-only model on the market's held-out rows."""
+    from fedpipe.models import is_linear
+
+    if is_linear(global_doc):  # fedavg: the same three models, linear (fedpipe.fedavg_round)
+        from fedpipe.fedavg_round import evaluate_linear
+
+        return evaluate_linear(site, data, global_doc, round_)
     dtest = _matrix(site, data.test)
     y = site.usecase.target(data.test, site.options())
-    roi_params = site.federation.roi.model_dump()
     steps = round_ * site.federation.trees_per_round
     models = {"federated": (to_booster(global_doc), None),
               "local_only": (local_only_model(site, data, steps), (0, steps)),
@@ -203,14 +217,21 @@ def evaluate_models(site: MarketSite, data: MarketData, global_doc: dict, round_
             return booster.predict(matrix, iteration_range=iterations or (0, 0))
 
         score = booster.predict(dtest, iteration_range=iterations or (0, 0))
-        extra = {"predict": predict} if site.usecase.value_uses_model else {}
-        result[name] = {
-            "metrics": model_metrics(site.usecase.objective, y, score, roi_params["threshold"]),
-            "value": site.usecase.business_value(data.test, np.asarray(score), roi_params, **extra),
-            # counts and sums the federation's metrics are built from (fedpipe.federation_metrics); no rows
-            "stats": sufficient_stats(objective_kind(site.usecase.objective), y, score, roi_params["threshold"]),
-        }
+        result[name] = score_report(site, data.test, y, score, predict)
     return result
+
+
+def score_report(site: MarketSite, test: pd.DataFrame, y: np.ndarray, score: np.ndarray, predict) -> dict[str, Any]:
+    """One model's metrics, business value and sufficient statistics on the held-out rows (``predict`` scores
+    other rows, for use cases whose value asks the model about alternatives)."""
+    roi_params = site.federation.roi.model_dump()
+    extra = {"predict": predict} if site.usecase.value_uses_model else {}
+    return {
+        "metrics": model_metrics(site.usecase.objective, y, score, roi_params["threshold"]),
+        "value": site.usecase.business_value(test, np.asarray(score), roi_params, **extra),
+        # counts and sums the federation's metrics are built from (fedpipe.federation_metrics); no rows
+        "stats": sufficient_stats(objective_kind(site.usecase.objective), y, score, roi_params["threshold"]),
+    }
 
 
 def write_status(site: MarketSite, round_: int, status: str, **details: Any) -> None:

@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
 CENTRAL_POOL = "fedpipe-central"
-# Market flows whose status note decides whether the market takes part (describe: round 0, train: its round).
-STATUS_FLOWS = ("market-describe", "market-train")
+# Market flows whose status note decides whether the market takes part (describe and fedavg's scaler: round 0;
+# train: its round).
+STATUS_FLOWS = ("market-describe", "market-train", "market-scaler", "market-train-fedavg")
 ROUND_FLOW = ("federated-training", "flows/round.py:federated_training")
 
 

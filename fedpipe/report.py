@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from fedpipe.central import comparison_table, markdown_table
+from fedpipe.central import markdown_table
 from fedpipe.errors import FedpipeError
 from fedpipe.metrics import headline_metrics
 from fedpipe.storage import atomic_write_bytes
@@ -142,8 +142,9 @@ def _participation(rounds: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows, left = [], []
     for rec in rounds:
         rows.append({"round": rec["round"], "contributors": len(rec["contributors"]),
-                     "training rows": sum(int(n) for n in rec["contributors"].values()),
-                     **{m: int(n) for m, n in sorted(rec["contributors"].items())}})
+                     # None: a row count masked by secure fedavg, known to the centre only as part of a total
+                     "training rows": sum(int(n) for n in rec["contributors"].values() if n is not None),
+                     **{m: int(n) for m, n in sorted(rec["contributors"].items()) if n is not None}})
         left += [{"round": rec["round"], "market": m, "reason": why} for m, why in rec.get("dropped", {}).items()]
     return pd.DataFrame(rows).fillna(0), pd.DataFrame(left, columns=["round", "market", "reason"])
 

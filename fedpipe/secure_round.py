@@ -20,8 +20,10 @@ Fewer than three markets is refused (config check, and secagg itself): with two,
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import secrets
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -103,8 +105,13 @@ def _doc_path(exchange, round_: int, name: str) -> str:
     return exchange._path(f"round-{round_:03d}", "secagg", name)
 
 
-def reveal_path(exchange, round_: int, market: str) -> str:
-    return _doc_path(exchange, round_, f"reveal-{market}.sealed")
+def _named(name: str, label: str) -> str:
+    """The evaluation's documents keep their names; another purpose's get it in theirs (roster-weights.json)."""
+    return name if label == LABEL else f"{name.split('.')[0]}-{label}.{name.split('.', 1)[1]}"
+
+
+def reveal_path(exchange, round_: int, market: str, label: str = LABEL) -> str:
+    return _doc_path(exchange, round_, _named(f"reveal-{market}.sealed", label))
 
 
 def _publish_signed(run: Run, round_: int, name: str, kind: str, doc: dict) -> None:
@@ -127,8 +134,8 @@ def _fetch_signed(site: MarketSite, round_: int, name: str, kind: str) -> dict:
     return json.loads(raw)
 
 
-def publish_roster(run: Run, round_: int, markets: list[str]) -> list[str]:
-    """Sign and post who masks together this round, with the encryption key the centre trusts for each."""
+def publish_roster(run: Run, round_: int, markets: list[str], label: str = LABEL) -> list[str]:
+    """Sign and post who masks together this round (for ``label``), with the encryption key the centre trusts."""
     secagg._check_roster(markets, f"round {round_}")  # refuse before any market masks
     senders = trust.senders(run.federation)
     missing = [m for m in markets if m not in senders]
@@ -137,21 +144,31 @@ def publish_roster(run: Run, round_: int, markets: list[str]) -> list[str]:
                                  "secure aggregation")
     roster = {m: {"enc_public": senders[m][0].enc_public, "sign_public": senders[m][0].sign_public}
               for m in sorted(markets)}
-    _publish_signed(run, round_, "roster.json", ROSTER_KIND, {"round": round_, "markets": roster})
+    # A fresh session per roster: a re-run round (resume, retry) masks with new masks, so the centre never holds
+    # two vectors under the same masks whose difference would give away the change in one market's figures.
+    _publish_signed(run, round_, _named("roster.json", label), ROSTER_KIND,
+                    {"round": round_, "label": label, "session": secrets.token_hex(16), "markets": roster})
     return sorted(markets)
 
 
-def publish_survivors(run: Run, round_: int, survivors: list[str]) -> None:
-    _publish_signed(run, round_, "survivors.json", SURVIVORS_KIND, {"round": round_, "survivors": sorted(survivors)})
+def publish_survivors(run: Run, round_: int, survivors: list[str], label: str = LABEL) -> None:
+    _publish_signed(run, round_, _named("survivors.json", label), SURVIVORS_KIND,
+                    {"round": round_, "label": label, "survivors": sorted(survivors)})
 
 
 # --- market side ---------------------------------------------------------------------------------
 
 
-def fetch_roster(site: MarketSite, round_: int) -> dict[str, keys.PublicIdentity]:
+def fetch_roster(site: MarketSite, round_: int, label: str = LABEL) -> dict[str, keys.PublicIdentity]:
     """The round's roster, signed by the aggregator; a peer's key must match any key this market registered for it."""
-    doc = _fetch_signed(site, round_, "roster.json", ROSTER_KIND)
-    if doc.get("round") != round_ or not isinstance(doc.get("markets"), dict):
+    return fetch_roster_session(site, round_, label)[0]
+
+
+def fetch_roster_session(site: MarketSite, round_: int,
+                         label: str = LABEL) -> tuple[dict[str, keys.PublicIdentity], str]:
+    """The roster (see :func:`fetch_roster`) and the mask label of its session (``label:session``)."""
+    doc = _fetch_signed(site, round_, _named("roster.json", label), ROSTER_KIND)
+    if doc.get("round") != round_ or doc.get("label", LABEL) != label or not isinstance(doc.get("markets"), dict):
         raise secagg.SecAggError(f"market '{site.market}': roster for round {round_} is malformed")
     if site.market not in doc["markets"]:
         raise secagg.SecAggError(f"market '{site.market}' is not in round {round_}'s roster {sorted(doc['markets'])}")
@@ -165,48 +182,66 @@ def fetch_roster(site: MarketSite, round_: int) -> dict[str, keys.PublicIdentity
             raise secagg.SecAggError(f"market '{site.market}': the roster gives '{peer}' a key other than the one "
                                      "registered for it; refusing to mask with it")
         roster[peer] = keys.PublicIdentity(peer, pub["enc_public"], pub["sign_public"])
-    return roster
+    session = doc.get("session")
+    return roster, f"{label}:{session}" if isinstance(session, str) and session else label
 
 
-def _own_record(site: MarketSite, round_: int):
-    return site.state_dir / "secure-aggregation" / f"round-{round_:03d}.json"
+def _own_record(site: MarketSite, round_: int, label: str = LABEL):
+    return site.state_dir / "secure-aggregation" / _named(f"round-{round_:03d}.json", label)
 
 
 def mask_evaluation(site: MarketSite, round_: int, evaluation: dict[str, Any]) -> dict[str, Any]:
     """The payload a market seals in secure mode: its evaluation sums, masked. Keeps its own figures locally."""
-    roster = fetch_roster(site, round_)
     kind, vector = flatten(evaluation)
+    return mask_values(site, round_, vector, kind=kind, label=LABEL, evaluation=evaluation)
+
+
+def mask_values(site: MarketSite, round_: int, vector: np.ndarray, *, kind: str, label: str,
+                **own: Any) -> dict[str, Any]:
+    """``vector`` masked against the round's ``label`` roster, as the payload to seal; ``own`` figures stay here."""
+    roster, mask_label = fetch_roster_session(site, round_, label)
+    digest = hashlib.sha256(np.ascontiguousarray(vector, dtype="float64").tobytes()).hexdigest()
+    record_path = _own_record(site, round_, label)
+    if record_path.exists():  # masked before under this roster: only the very same figures may be sent again
+        earlier = json.loads(record_path.read_text())
+        if earlier.get("mask_label") == mask_label and earlier.get("vector_sha256") != digest:
+            raise secagg.SecAggError(
+                f"market '{site.market}' already masked other {label} figures under round {round_}'s roster; "
+                "refusing to mask new ones with the same masks (the aggregator must publish a fresh roster)")
     masked = secagg.mask_vector(vector, me=site.identity(), roster=roster, federation=site.federation.name,
-                                round=round_, label=LABEL)
-    atomic_write_json(_own_record(site, round_), {"round": round_, "roster": sorted(roster),
-                                                  "evaluation": evaluation, "revealed_for": None})
-    return {"market": site.market, "secagg": {"kind": kind, "label": LABEL, "size": int(vector.size),
+                                round=round_, label=mask_label)
+    atomic_write_json(record_path, {"round": round_, "roster": sorted(roster), **own, "mask_label": mask_label,
+                                    "vector_sha256": digest, "revealed_for": None})
+    return {"market": site.market, "secagg": {"kind": kind, "label": label, "size": int(np.size(vector)),
                                               "masked": secagg.to_wire(masked)}}
 
 
-def reveal(site: MarketSite, round_: int) -> dict[str, Any]:
+def reveal(site: MarketSite, round_: int, label: str = LABEL) -> dict[str, Any]:
     """A survivor's seeds with the markets missing from the sum, for the centre to remove their masks.
 
     Refused unless this market masked in this round, and refused a second time for a different survivors' list
     (an aggregator asking twice could otherwise learn a market's part by declaring it dropped after all).
     """
-    record_path = _own_record(site, round_)
+    record_path = _own_record(site, round_, label)
     if not record_path.exists():
-        raise secagg.SecAggError(f"market '{site.market}' did not mask in round {round_}: nothing to reveal")
+        raise secagg.SecAggError(f"market '{site.market}' did not mask {label} in round {round_}: nothing to reveal")
     record = json.loads(record_path.read_text())
-    doc = _fetch_signed(site, round_, "survivors.json", SURVIVORS_KIND)
+    doc = _fetch_signed(site, round_, _named("survivors.json", label), SURVIVORS_KIND)
     survivors = sorted(doc.get("survivors") or [])
-    if doc.get("round") != round_ or not set(survivors) <= set(record["roster"]):
+    if doc.get("round") != round_ or doc.get("label", LABEL) != label or not set(survivors) <= set(record["roster"]):
         raise secagg.SecAggError(f"market '{site.market}': survivors list for round {round_} is not a subset of "
                                  f"the roster {record['roster']}")
     if record["revealed_for"] not in (None, survivors):
         raise secagg.SecAggError(f"market '{site.market}' already revealed seeds for survivors "
                                  f"{record['revealed_for']} in round {round_}; refusing a second, different list")
-    roster = fetch_roster(site, round_)
+    roster, mask_label = fetch_roster_session(site, round_, label)
+    if mask_label != record.get("mask_label", label):
+        raise secagg.SecAggError(f"market '{site.market}': round {round_}'s roster changed since it masked; "
+                                 "no seeds to reveal for this one")
     seeds = secagg.reveal_seeds(me=site.identity(), roster=roster, survivors=survivors,
-                                federation=site.federation.name, round=round_, label=LABEL)
+                                federation=site.federation.name, round=round_, label=mask_label)
     atomic_write_json(record_path, {**record, "revealed_for": survivors})
-    return {"market": site.market, "round": round_, "seeds": seeds}
+    return {"market": site.market, "round": round_, "label": label, "seeds": seeds}
 
 
 # --- centre side ---------------------------------------------------------------------------------
@@ -257,9 +292,11 @@ def totals_tables(round_: int, totals: dict[str, Any] | None) -> tuple[pd.DataFr
     return pd.DataFrame(metric_rows), pd.DataFrame([roi_row])
 
 
-def open_reveals(run: Run, round_: int, parent: str, survivors: list[str]) -> tuple[dict[str, dict], dict[str, str]]:
+def open_reveals(run: Run, round_: int, parent: str, survivors: list[str],
+                 label: str = LABEL) -> tuple[dict[str, dict], dict[str, str]]:
     from fedpipe.central import open_sealed
 
-    opened, dropped = open_sealed(run, round_, parent, "reveal", slot=lambda r, m: reveal_path(run.exchange, r, m))
-    return ({m: p for m, p in opened.items() if m in survivors},
+    opened, dropped = open_sealed(run, round_, parent, "reveal",
+                                  slot=lambda r, m: reveal_path(run.exchange, r, m, label))
+    return ({m: p for m, p in opened.items() if m in survivors and p.get("label", LABEL) == label},
             {m: why for m, why in dropped.items() if m in survivors})

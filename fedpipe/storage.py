@@ -55,6 +55,7 @@ class Exchange:
     """Round-addressed blobs at an fsspec URL.
 
     Layout: ``global/round-NNN.json`` (+ ``.sig``), ``round-NNN/updates/<market>.sealed``,
+    ``round-NNN/visits/after-VV.json`` (+ ``.sig``, cyclic only),
     ``round-NNN/metrics/<market>.sealed``, ``round-NNN/status/<market>.json``.
     """
 
@@ -68,6 +69,10 @@ class Exchange:
     def global_model(self, round_: int) -> str:
         return self._path("global", f"round-{round_:03d}.json")
 
+    def visit_model(self, round_: int, visits: int) -> str:
+        """Cyclic strategy: the model as it stands after ``visits`` markets have added their trees this round."""
+        return self._path(f"round-{round_:03d}", "visits", f"after-{visits:02d}.json")
+
     def update(self, round_: int, market: str) -> str:
         return self._path(f"round-{round_:03d}", "updates", f"{market}.sealed")
 
@@ -80,6 +85,10 @@ class Exchange:
     def dropped(self, round_: int, market: str) -> str:
         """The centre's own decision to leave a market out of a round; markets never write here."""
         return self._path(f"round-{round_:03d}", "dropped", f"{market}.json")
+
+    def tls(self, round_: int, name: str) -> str:
+        """Histogram strategy: the round's CA certificate, a market's TLS request or its issued certificate."""
+        return self._path(f"round-{round_:03d}", "tls", name)
 
     def put(self, path: str, data: bytes) -> None:
         if self.fs.protocol in ("file", ("file", "local")) or "file" in self.fs.protocol:

@@ -1,7 +1,11 @@
-"""A market's part in a histogram round: the same story as market-train, joined to the federation's collective.
+"""A market's part in a histogram round: its TLS request, then the same story as market-train, joined to the
+federation's collective.
 
-XGBoost's communicator is process-global, so the round flow starts this flow once per market, each in its own
-process (``python -m flows.histogram ...``), all at once; each run reports to the same Prefect API.
+``market-tls-request`` runs like any market flow (as a subflow, or on the market's agent): it keeps the market's
+TLS key and certificate, or makes a new key here and asks the centre to sign a CSR. The private key never leaves.
+
+XGBoost's communicator is process-global, so the round flow starts ``market-train-histogram`` once per market,
+each in its own process (``python -m flows.histogram ...``), all at once; each run reports to the same Prefect API.
 """
 
 from __future__ import annotations
@@ -13,23 +17,42 @@ from prefect import flow, get_run_logger
 
 from fedpipe.market import describe_failure
 from fedpipe.strategies.histogram import communicator_args
-from fedpipe.tls import FederationTls
 from flows.market import _site
-from tasks.histogram import train_histogram_update
+from tasks.histogram import fetch_tls_ca, load_client_tls, request_tls_certificate, train_histogram_update
 from tasks.market import (fetch_global_model, load_market_data, publish, report_status, seal_update,
                           validate_market_data)
 
 
-@flow(name="market-train-histogram", flow_run_name="{market}: train round {round_} (histogram)")
-def market_train_histogram(config: str, market: str, round_: int, exchange: str, address: str, world_size: int,
-                           rank: int, tls_dir: str) -> str:
-    """Validate the local data, grow the round's trees with the other markets over mutual TLS, seal them."""
+@flow(name="market-tls-request", flow_run_name="{market}: TLS certificate request, round {round_}")
+def market_tls_request(config: str, market: str, round_: int, exchange: str) -> str:
+    """Check the round's CA, then keep this market's certificate or post a CSR signed with its identity."""
     site = _site(config, market, exchange)
+    try:
+        ca_pem = fetch_tls_ca(site, round_)
+        outcome = request_tls_certificate(site, round_, ca_pem)
+    except Exception as exc:
+        report_status(site, round_, "excluded", **describe_failure(site, exc))
+        raise
+    get_run_logger().info("%s: TLS certificate %s for round %d", market, outcome, round_)
+    return outcome
+
+
+@flow(name="market-train-histogram", flow_run_name="{market}: train round {round_} (histogram)")
+def market_train_histogram(config: str, market: str, round_: int, exchange: str, address: str,
+                           collective: list[str]) -> str:
+    """Validate the local data, grow the round's trees with the other markets over mutual TLS, seal them.
+
+    ``collective`` is the round's markets in rank order (the same list for every market, so the parameters are
+    the same whether the centre starts this flow as a local process or on each market's agent).
+    """
+    site = _site(config, market, exchange)
+    world_size, rank = len(collective), collective.index(market)
     try:
         data = load_market_data(site)
         validation = validate_market_data(site, data)
         global_doc, parent = fetch_global_model(site, round_)
-        communicator = communicator_args(address, world_size, rank, FederationTls(tls_dir), market)
+        client = load_client_tls(site, round_)  # own key, issued certificate, CA: checked before dialling
+        communicator = communicator_args(address, world_size, rank, client)
         update = train_histogram_update(site, data, global_doc, communicator)
         publish(site, site.exchange.update(round_, market), seal_update(site, round_, parent, update))
     except Exception as exc:

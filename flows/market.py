@@ -15,13 +15,16 @@ def _site(config: str, market: str, exchange: str) -> MarketSite:
 
 
 @flow(name="market-train", flow_run_name="{market}: train round {round_}")
-def market_train(config: str, market: str, round_: int, exchange: str) -> str:
-    """Validate the local data, continue boosting from the global model, seal the new trees for the centre."""
+def market_train(config: str, market: str, round_: int, exchange: str, visits: int = 0) -> str:
+    """Validate the local data, continue boosting from the global model, seal the new trees for the centre.
+
+    ``visits`` (cyclic strategy): start from the model as it stands after that many markets this round.
+    """
     site = _site(config, market, exchange)
     try:
         data = load_market_data(site)
         validation = validate_market_data(site, data)
-        global_doc, parent = fetch_global_model(site, round_)
+        global_doc, parent = fetch_global_model(site, round_, visits)
         update = train_local_update(site, data, global_doc)
         publish(site, site.exchange.update(round_, market), seal_update(site, round_, parent, update))
     except Exception as exc:
@@ -54,6 +57,7 @@ def market_describe(config: str, market: str, exchange: str) -> str:
     from tasks.council import describe_schema
 
     site = _site(config, market, exchange)
+    site.identity()  # its keys exist from first contact: a secure round 0 (fedavg's scaler) masks against them
     try:
         report = describe_schema(site, load_market_data(site))
     except Exception as exc:

@@ -7,12 +7,13 @@ from prefect import flow, get_run_logger
 from fedpipe.config import load_federation
 from fedpipe.errors import QuorumError
 from flows.dispatch import market_runner
-from flows.market import market_describe, market_evaluate, market_train
+from flows.fedavg import start_model
+from flows.market import market_describe, market_evaluate
 from flows.registry import register_model
-from flows.strategies import check_strategy, train_markets
+from flows.strategies import check_strategy, collect_updates
 from flows.screening import screen_on_holdout
-from tasks.central import (aggregate_updates, open_metrics, open_updates, publish_global_model, record_failure,
-                           record_round, start_run, write_summary)
+from tasks.central import (aggregate_updates, open_metrics, publish_global_model, record_failure, record_round,
+                           start_run, write_summary)
 from tasks.council import check_schemas, record_lineage
 from flows.secure import evaluate_securely
 from tasks.resume import resume_run
@@ -29,7 +30,8 @@ def federated_training(config: str, rounds: int | None = None, run_id: str | Non
     """
     logger = get_run_logger()
     federation = load_federation(config)
-    federation = federation.model_copy(update={"strategy": check_strategy(strategy or federation.strategy)})
+    strategy = check_strategy(strategy or federation.strategy, federation)
+    federation = federation.model_copy(update={"strategy": strategy})
     rounds = rounds or federation.rounds
     if resume:
         run, done, global_doc, parent = resume_run(federation, resume)
@@ -39,11 +41,11 @@ def federated_training(config: str, rounds: int | None = None, run_id: str | Non
     run_market_flows = market_runner(dispatch or federation.dispatch, federation.name)
     run_market_flows(market_describe, markets, federation.market_timeout_s, config=config, exchange=exchange)
     markets, stopped = check_schemas(run)  # a market whose schema differs from the contract never trains
+    global_doc, parent = start_model(run_market_flows, config, run, markets, global_doc, parent)  # fedavg: round 0
     for round_ in range(done + 1, rounds + 1):
-        logger.info("round %d/%d: asking %d markets for %d new trees each", round_, rounds, len(markets),
-                    federation.trees_per_round)
-        train_markets(federation, run_market_flows, markets, config=config, round_=round_, exchange=exchange)
-        payloads, dropped = open_updates(run, round_, parent, global_doc)
+        logger.info("round %d/%d: asking %d markets for their %s updates", round_, rounds, len(markets), strategy)
+        payloads, dropped = collect_updates(federation, run_market_flows, markets, run, round_, global_doc, parent,
+                                            config)
         if federation.screening.holdout_check:  # optional: each market scores the others' updates
             payloads, dropped = screen_on_holdout(run_market_flows, config, run, round_, global_doc, parent,
                                                   payloads, dropped)

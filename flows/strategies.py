@@ -1,8 +1,11 @@
-"""How a round's markets train, per strategy. The round flow calls ``train_markets`` and reads on as before.
+"""How a round's markets train, per strategy. The round flow calls ``collect_updates`` and reads on as before.
 
 - ``bagging``: every market's ``market-train`` flow, one after another (see flows/dispatch.py).
+- ``cyclic``: the same flows, each starting from the model the previous market left (a signed visit model).
 - ``histogram``: the centre starts XGBoost's federated server; every market's ``market-train-histogram`` flow
-  runs at once, each in its own process; the server stops when they are done.
+  runs at once, each in its own process (embedded) or on its market's agent (deployments); the server stops when
+  they are done.
+- ``fedavg``: every market's ``market-train-fedavg`` flow sends weights, not trees (flows/fedavg.py).
 """
 
 from __future__ import annotations
@@ -16,28 +19,86 @@ import time
 from prefect import get_run_logger
 from prefect.settings import PREFECT_API_URL
 
+from fedpipe.strategies.cyclic import visiting_order
+from flows.dispatch import run_market_flows as run_subflows
+from flows.fedavg import train_fedavg
+from flows.histogram import market_tls_request, market_train_histogram
 from flows.market import market_train
-from tasks.histogram import prepare_tls, start_federated_server, stop_federated_server
+from tasks.central import aggregate_updates, leave_out, open_updates, publish_visit_model
+from tasks.histogram import prepare_tls, sign_tls_requests, start_federated_server, stop_federated_server
 
 HISTOGRAM_HOST = os.environ.get("FEDPIPE_HISTOGRAM_HOST", "127.0.0.1")  # markets dial this; loopback by default
 
 
-def train_markets(federation, run_market_flows, markets: list[str], **params) -> None:
-    """Ask the markets for the round's trees, as the federation's strategy says."""
+def collect_updates(federation, run_market_flows, markets: list[str], run, round_: int, global_doc: dict | None,
+                    parent: str, config: str) -> tuple[dict[str, dict], dict[str, str]]:
+    """The round's opened and checked updates: (payloads by market, reasons for the markets left out)."""
+    if federation.strategy == "fedavg":  # weights, not trees; masked sums with secure aggregation
+        return train_fedavg(run_market_flows, config, run, round_, parent, global_doc, markets)
+    parents = train_markets(federation, run_market_flows, markets, run, round_, global_doc, parent, config)
+    return open_updates(run, round_, parents, global_doc)
+
+
+def train_markets(federation, run_market_flows, markets: list[str], run, round_: int, global_doc: dict | None,
+                  parent: str, config: str) -> str | dict[str, str]:
+    """Ask the markets for the round's update, as the federation's strategy says.
+
+    Returns the model hash each market's update must name as its parent: ``parent`` itself, or one per market
+    when they started from different models (cyclic).
+    """
+    params = dict(config=config, round_=round_, exchange=run.exchange.url)
     if federation.strategy == "histogram":
-        return histogram_round(federation, markets, **params)
-    run_market_flows(market_train, markets, federation.market_timeout_s, **params)
+        histogram_round(federation, run_market_flows, markets, **params)
+    elif federation.strategy == "cyclic":
+        return cyclic_round(federation, run_market_flows, markets, run, global_doc, parent, **params)
+    else:
+        run_market_flows(market_train, markets, federation.market_timeout_s, **params)
+    return parent
 
 
-def histogram_round(federation, markets: list[str], *, config: str, round_: int, exchange: str) -> None:
+def cyclic_round(federation, run_market_flows, markets: list[str], run, global_doc: dict | None, parent: str,
+                 **params) -> dict[str, str]:
+    """The model visits the markets in turn; after each good update the centre posts the grown model for the next.
+
+    A market whose update is missing or rejected is skipped: the next one starts where the last good one left off.
+    """
     logger = get_run_logger()
-    tls = prepare_tls(federation, markets, HISTOGRAM_HOST)
+    doc, parents, visits = global_doc, {}, 0
+    for market in visiting_order(markets):
+        parents[market] = parent
+        run_market_flows(market_train, [market], federation.market_timeout_s, visits=visits, **params)
+        payloads, dropped = open_updates(run, params["round_"], {market: parent}, doc, markets=[market])
+        if market not in payloads:  # out for the round: a late update must not join trees fitted without it
+            leave_out(run, params["round_"], market, dropped.get(market, "no update delivered"))
+            logger.warning("round %d: cyclic visit of %s skipped: %s", params["round_"], market, dropped.get(market))
+            continue
+        doc = aggregate_updates(doc, payloads, 1, params["round_"], "cyclic")
+        visits += 1
+        parent = publish_visit_model(run, params["round_"], visits, doc)
+        logger.info("round %d: visit %d, %s added its trees", params["round_"], visits, market)
+    return parents
+
+
+def histogram_round(federation, run_market_flows, markets: list[str], *, config: str, round_: int,
+                    exchange: str) -> None:
+    logger = get_run_logger()
+    tls = prepare_tls(federation, exchange, round_, HISTOGRAM_HOST)  # CA and server key stay at the centre
+    # each market makes its own TLS key and posts a signed CSR; one without a valid request sits the round out
+    run_market_flows(market_tls_request, markets, federation.market_timeout_s, config=config, round_=round_,
+                     exchange=exchange)
+    markets = sign_tls_requests(federation, exchange, round_, markets, tls)
+    if len(markets) < federation.quorum:  # too few could dial: the round's quorum check says why
+        logger.warning("round %d: only %d market(s) hold a TLS certificate; no collective", round_, len(markets))
+        return
     server, port = start_federated_server(len(markets), tls, federation.market_timeout_s)
     logger.info("round %d: federated server on port %d (mutual TLS), %d markets joining", round_, port, len(markets))
+    params = dict(config=config, round_=round_, exchange=exchange, address=f"{HISTOGRAM_HOST}:{port}",
+                  collective=markets)
     try:
-        run_market_processes(markets, federation.market_timeout_s, config=config, round_=round_,
-                             exchange=exchange, address=f"{HISTOGRAM_HOST}:{port}", world_size=len(markets),
-                             tls_dir=str(tls.folder))
+        if run_market_flows is run_subflows:  # embedded: XGBoost's communicator is per process, so one each
+            run_market_processes(markets, federation.market_timeout_s, **params)
+        else:  # on the markets' agents: every flow run is already its own process, next to its market's data
+            run_market_flows(market_train_histogram, markets, federation.market_timeout_s, **params)
     finally:
         stop_federated_server(server)
 
@@ -49,8 +110,8 @@ def run_market_processes(markets: list[str], timeout_s: float, **params) -> dict
     if PREFECT_API_URL.value():
         env["PREFECT_API_URL"] = PREFECT_API_URL.value()  # the runs show in the same Prefect API
     procs = {market: subprocess.Popen(
-        [sys.executable, "-m", "flows.histogram", json.dumps({**params, "market": market, "rank": rank})], env=env)
-        for rank, market in enumerate(markets)}
+        [sys.executable, "-m", "flows.histogram", json.dumps({**params, "market": market})], env=env)
+        for market in markets}
     deadline = time.monotonic() + timeout_s
     codes = {}
     for market, proc in procs.items():
@@ -65,12 +126,19 @@ def run_market_processes(markets: list[str], timeout_s: float, **params) -> dict
     return codes
 
 
-def check_strategy(strategy: str) -> str:
+def check_strategy(strategy: str, federation=None) -> str:
     """The strategy, if the round flow runs it; a clear error otherwise (and before any market trains)."""
     from fedpipe.config import STRATEGIES
 
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy '{strategy}' is not one the round flow runs (choose from {', '.join(STRATEGIES)})")
+    if strategy == "cyclic" and federation is not None and federation.screening.holdout_check:
+        # each visit builds on the last, so one update cannot be judged (or dropped) apart from the ones after it
+        raise ValueError("strategy 'cyclic' cannot be combined with [screening] holdout_check = true "
+                         "(each market's trees are fitted on top of the previous market's)")
+    if strategy == "fedavg" and federation is not None and federation.screening.holdout_check:
+        raise ValueError("strategy 'fedavg' cannot be combined with [screening] holdout_check = true "
+                         "(hold-out screening scores tree updates)")
     if strategy == "histogram":
         from fedpipe.strategies.histogram import require_federated_plugin
 

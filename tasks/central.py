@@ -22,9 +22,20 @@ def publish_global_model(run: c.Run, round_: int, doc: dict) -> str:
 
 
 @central_task
-def open_updates(run: c.Run, round_: int, parent: str, global_doc: dict | None):
-    """Verify, decrypt and screen each market's update; returns (payloads, reasons for those left out)."""
-    opened, dropped = c.open_sealed(run, round_, parent, "update")
+def publish_visit_model(run: c.Run, round_: int, visits: int, doc: dict) -> str:
+    return c.publish_visit_model(run, round_, visits, doc)
+
+
+@central_task
+def leave_out(run: c.Run, round_: int, market: str, reason: str) -> None:
+    c.leave_out(run, round_, market, reason)
+
+
+@central_task
+def open_updates(run: c.Run, round_: int, parent: str | dict[str, str], global_doc: dict | None,
+                 markets: list[str] | None = None):
+    """Verify, decrypt and screen each market's (or ``markets``') update; (payloads, reasons for those left out)."""
+    opened, dropped = c.open_sealed(run, round_, parent, "update", markets=markets)
     kept, rejected = c.screen_updates(global_doc, opened)
     kept, limited = screening.check_limits(run.federation, global_doc, kept)
     return kept, {**dropped, **rejected, **limited}
@@ -45,7 +56,8 @@ def record_round(run: c.Run, round_: int, model_sha: str, payloads: dict, droppe
                  tables: tuple | None = None):
     """``tables`` (metrics, roi) replace the per-market tables, e.g. federation totals from secure aggregation."""
     metrics, roi = tables if tables is not None else c.round_tables(round_, evaluations)
-    contributors = {market: int(p["n_rows"]) for market, p in payloads.items()}
+    # None: the row count was masked (secure fedavg); the centre knows only the total
+    contributors = {market: None if p.get("n_rows") is None else int(p["n_rows"]) for market, p in payloads.items()}
     return c.record_round(run, round_, model_sha, contributors, dropped, metrics, roi), metrics, roi
 
 

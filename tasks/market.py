@@ -22,8 +22,8 @@ def validate_market_data(site: m.MarketSite, data) -> list[dict]:
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])  # exchange I/O can be remote
-def fetch_global_model(site: m.MarketSite, round_: int):
-    return m.fetch_global_model(site, round_)
+def fetch_global_model(site: m.MarketSite, round_: int, visits: int = 0):
+    return m.fetch_global_model(site, round_, visits)
 
 
 @market_task

@@ -13,13 +13,13 @@ secure_task = task(cache_policy=NO_CACHE)
 
 
 @secure_task
-def publish_roster(run, round_: int, markets: list[str]) -> list[str]:
-    return s.publish_roster(run, round_, markets)
+def publish_roster(run, round_: int, markets: list[str], label: str = s.LABEL) -> list[str]:
+    return s.publish_roster(run, round_, markets, label)
 
 
 @secure_task
-def publish_survivors(run, round_: int, survivors: list[str]) -> None:
-    s.publish_survivors(run, round_, survivors)
+def publish_survivors(run, round_: int, survivors: list[str], label: str = s.LABEL) -> None:
+    s.publish_survivors(run, round_, survivors, label)
 
 
 @secure_task
@@ -28,8 +28,8 @@ def mask_evaluation(site: m.MarketSite, round_: int, evaluation: dict) -> dict:
 
 
 @secure_task
-def seal_reveal(site: m.MarketSite, round_: int, parent: str) -> bytes:
-    return m.seal_payload(site, round_, parent, s.reveal(site, round_), kind="reveal")
+def seal_reveal(site: m.MarketSite, round_: int, parent: str, label: str = s.LABEL) -> bytes:
+    return m.seal_payload(site, round_, parent, s.reveal(site, round_, label), kind="reveal")
 
 
 @secure_task
@@ -44,8 +44,8 @@ def open_masked(run, round_: int, roster: list[str], opened: dict, dropped: dict
 
 
 @secure_task
-def open_reveals(run, round_: int, parent: str, survivors: list[str]):
-    return s.open_reveals(run, round_, parent, survivors)
+def open_reveals(run, round_: int, parent: str, survivors: list[str], label: str = s.LABEL):
+    return s.open_reveals(run, round_, parent, survivors, label)
 
 
 @secure_task

@@ -313,3 +313,53 @@ def test_a_market_the_centre_dropped_stays_out_even_if_its_update_lands_late(run
     opened, dropped = central.open_sealed(run, 1, "", "update")
     assert "FD002" not in opened and "FD001" in opened
     assert dropped["FD002"] == "market-train did not finish within 90 s"
+
+
+# --- cyclic visits ------------------------------------------------------------------------------------------
+
+
+def test_visit_model_is_what_the_next_market_starts_from_and_is_not_a_global_model(run, payloads):
+    doc = central.aggregate_round(None, {"FD001": payloads["FD001"]}, 1, 1, "cyclic")
+    sha = central.publish_visit_model(run, 1, 1, doc)
+    fetched, parent = market.fetch_global_model(_site(run, "FD002"), 1, visits=1)
+    assert (fetched, parent) == (doc, sha)
+    # The visit model cannot be passed off as a round's global model, nor as a later visit's.
+    path = run.exchange.visit_model(1, 1)
+    run.exchange.put(run.exchange.global_model(1), run.exchange.get(path))
+    run.exchange.put(run.exchange.global_model(1) + ".sig", run.exchange.get(path + ".sig"))
+    with pytest.raises(SealError, match="kind 'cyclic-visit-01'"):
+        market.fetch_global_model(_site(run, "FD002"), 2)
+    run.exchange.put(run.exchange.visit_model(1, 2), run.exchange.get(path))
+    run.exchange.put(run.exchange.visit_model(1, 2) + ".sig", run.exchange.get(path + ".sig"))
+    with pytest.raises(SealError, match="kind 'cyclic-visit-01'"):
+        market.fetch_global_model(_site(run, "FD003"), 1, visits=2)
+
+
+def test_updates_open_against_each_markets_own_parent(run, payloads):
+    _post(run, "FD001", payloads["FD001"], parent="")
+    _post(run, "FD002", payloads["FD002"], parent="a" * 64)
+    opened, dropped = central.open_sealed(run, 1, {"FD001": "", "FD002": "b" * 64}, "update")
+    assert list(opened) == ["FD001"]
+    assert "parent" in dropped["FD002"]  # it started from a model other than the visit model it was given
+    only, _ = central.open_sealed(run, 1, {"FD001": ""}, "update", markets=["FD001"])
+    assert list(only) == ["FD001"]
+
+
+def test_left_out_market_stays_out_with_the_centres_reason(run, payloads):
+    central.leave_out(run, 1, "FD003", "rejected update: trees do not fit")
+    _post(run, "FD003", payloads["FD003"])
+    opened, dropped = central.open_sealed(run, 1, "", "update")
+    assert "FD003" not in opened and dropped["FD003"] == "rejected update: trees do not fit"
+
+
+def test_gate_champion_cannot_pass_for_fedavgs_round_zero_model(run, payloads):
+    """Both are signed for round 0; the champion's own signature kind keeps it from being fetched as a start model."""
+    from fedpipe.fedavg_round import fetch_start_model
+    from fedpipe.gate import gate_path, publish_champion
+
+    publish_champion(run, b'{"family": "linear"}')
+    champion = gate_path(run.exchange, "champion.json")
+    run.exchange.put(run.exchange.global_model(0), run.exchange.get(champion))
+    run.exchange.put(run.exchange.global_model(0) + ".sig", run.exchange.get(champion + ".sig"))
+    with pytest.raises(SealError, match="kind 'gate-champion'"):
+        fetch_start_model(_site(run, "FD001"), 1)

@@ -96,24 +96,53 @@ def test_rotate_rejects_bad_grace(tmp_path, grace):
         main(["keys", "rotate", "--market", "FD001", "--keys-dir", str(tmp_path), "--grace", grace])
 
 
-def test_tls_issues_and_rotates_certificates(tmp_path, capsys):
+def test_tls_ca_and_server_stay_at_the_centre_and_rotate(tmp_path, capsys):
     config = _fed(tmp_path)
     assert main(["keys", "tls", "--config", str(config)]) == 0
-    tls_dir = tmp_path / "keys" / "tls"
+    tls_dir = tmp_path / "keys" / "tls" / "f"  # where histogram rounds look
     ca = x509.load_pem_x509_certificate((tls_dir / "ca.pem").read_bytes())
-    client = x509.load_pem_x509_certificate((tls_dir / "client-FD002.pem").read_bytes())
-    client.verify_directly_issued_by(ca)
-    assert client.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == "FD002"
-    assert _mode(tls_dir / "client-FD002-key.pem") == _mode(tls_dir / "ca-key.pem") == 0o600
-    assert main(["keys", "tls", "--config", str(config), "--rotate"]) == 0
-    rotated = x509.load_pem_x509_certificate((tls_dir / "client-FD002.pem").read_bytes())
-    assert rotated.serial_number != client.serial_number
-    rotated.verify_directly_issued_by(x509.load_pem_x509_certificate((tls_dir / "ca.pem").read_bytes()))
+    x509.load_pem_x509_certificate((tls_dir / "server.pem").read_bytes()).verify_directly_issued_by(ca)
+    assert _mode(tls_dir / "server-key.pem") == _mode(tls_dir / "ca-key.pem") == 0o600
+    assert not list(tls_dir.glob("client-*"))  # no market keys made at the centre
+    assert main(["keys", "tls", "--config", str(config)]) == 0
     assert (tls_dir / "ca.pem").read_bytes() == ca.public_bytes(serialization.Encoding.PEM)  # same CA kept
+    assert main(["keys", "tls", "--config", str(config), "--rotate"]) == 0
+    assert (tls_dir / "ca.pem").read_bytes() != ca.public_bytes(serialization.Encoding.PEM)
+
+
+def test_tls_request_sign_install_by_hand(tmp_path, capsys, monkeypatch):
+    config = _fed(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["keys", "init", "--market", "FD001", "--config", str(config)]) == 0
+    assert main(["keys", "init", "--market", "FD002", "--config", str(config)]) == 0
+    assert main(["keys", "tls", "--config", str(config)]) == 0
+    assert main(["keys", "tls-request", "--market", "FD001", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "BEGIN CERTIFICATE REQUEST" in out and "PRIVATE" not in out
+    market_dir = tmp_path / "keys" / "tls" / "f" / "FD001"
+    assert _mode(market_dir / "key.pem") == 0o600
+    # the request is FD001's, so it is refused in FD002's name
+    assert main(["keys", "tls-sign", "--csr", "FD001.csr", "--market", "FD002", "--config", str(config)]) == 2
+    assert "expected 'FD002'" in capsys.readouterr().err
+    assert main(["keys", "tls-sign", "--csr", "FD001.csr", "--market", "FD001", "--config", str(config)]) == 0
+    cert = x509.load_pem_x509_certificate((tmp_path / "FD001.pem").read_bytes())
+    assert cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == "FD001"
+    ca = tmp_path / "keys" / "tls" / "f" / "ca.pem"
+    assert main(["keys", "tls-install", "--market", "FD001", "--cert", "FD001.pem", "--ca", str(ca),
+                 "--config", str(config)]) == 0
+    assert (market_dir / "cert.pem").read_bytes() == (tmp_path / "FD001.pem").read_bytes()
+    # FD002's key does not match FD001's certificate
+    assert main(["keys", "tls-request", "--market", "FD002", "--config", str(config)]) == 0
+    assert main(["keys", "tls-install", "--market", "FD002", "--cert", "FD001.pem", "--ca", str(ca),
+                 "--config", str(config)]) == 2
+    assert "is for 'FD001'" in capsys.readouterr().err
+    (tmp_path / "FD002.csr.sig").unlink()
+    assert main(["keys", "tls-sign", "--csr", "FD002.csr", "--market", "FD002", "--config", str(config)]) == 2
+    assert "FD002.csr.sig: cannot read" in capsys.readouterr().err
 
 
 def test_help_explains(capsys):
     with pytest.raises(SystemExit):
         main(["keys", "--help"])
     out = capsys.readouterr().out
-    assert "FEDPIPE_KEY_PASSPHRASE" in out and "rotate" in out and "tls" in out
+    assert "FEDPIPE_KEY_PASSPHRASE" in out and "rotate" in out and "tls-request" in out and "tls-sign" in out

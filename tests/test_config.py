@@ -83,6 +83,8 @@ BAD = {
     # id: (document, field reported, words of the problem)
     "unknown section": (_bad(lambda d: d.update(extra={"x": 1})), "extra", "unknown section"),
     "unknown federation field": (_bad(lambda d: d["federation"].update(roundz=3)), "roundz", "Extra inputs"),
+    "unknown task": (_bad(lambda d: d.update(usecase={"task": "remaining_life"})), "usecase.task",
+                     "has no task 'remaining_life' (known: "),
     "unknown market field": (_bad(lambda d: d["markets"]["A"].update(subsampel=0.5)), "markets.A.subsampel",
                              "Extra inputs"),
     "unknown roi field": (_bad(lambda d: d.update(roi={"treshold": 0.4})), "roi.treshold", "unknown ROI parameter"),
@@ -97,7 +99,7 @@ BAD = {
     "market without data": (_bad(lambda d: d["markets"]["A"].pop("data")), "markets.A.data", "Field required"),
     "market named aggregator": (_bad(lambda d: d["markets"].update(aggregator={"data": "x"})), "markets",
                                 "'aggregator'"),
-    "bad strategy": (_bad(lambda d: d["federation"].update(strategy="fedavg")), "strategy", "'bagging'"),
+    "bad strategy": (_bad(lambda d: d["federation"].update(strategy="gossip")), "strategy", "'bagging'"),
     "roi threshold 1.0": (_bad(lambda d: d.update(roi={"threshold": 1.0})), "roi.threshold", "less than 1"),
     "missing name": (_bad(lambda d: d["federation"].pop("name")), "name", "Field required"),
 }
@@ -167,6 +169,15 @@ def test_a_use_case_may_add_its_own_roi_parameters():
     volve = load_federation(Path(__file__).resolve().parents[1] / "federations" / "volve.toml")
     assert volve.roi.model_dump()["rig_spread_rate_per_day"] == 350000
 
+
+
+def test_rul_task_is_chosen_in_the_usecase_table(tmp_path):
+    """``[usecase] task = "rul"`` (and its rul_cap) load, and the use case becomes the capped-RUL regression."""
+    from fedpipe.usecase import get_usecase
+
+    fed = load_federation(_write(tmp_path, _bad(lambda d: d.update(usecase={"task": "rul", "rul_cap": 100}))))
+    usecase = get_usecase(fed.usecase).for_task(fed.usecase_options)
+    assert usecase.objective == "reg:squarederror" and fed.usecase_options["rul_cap"] == 100
 
 
 def test_deployed_mode_fields(tmp_path):

@@ -102,3 +102,32 @@ def test_roster_mask_reveal_unmask_without_prefect(tmp_path, monkeypatch):
     run.exchange.put(path, run.exchange.get(path).replace(b'"round":1', b'"round":1 '))
     with pytest.raises(SealError):
         mask_evaluation(sites["FD001"], 1, evs["FD001"])
+
+
+def test_a_rerun_round_masks_afresh_and_same_masks_never_cover_two_different_vectors(tmp_path, monkeypatch):
+    """Two vectors under the same masks would hand the centre their difference: refused. A new roster (a re-run
+    round) brings a new session and new masks."""
+    from fedpipe import secagg
+    from fedpipe.central import start_run
+    from fedpipe.market import MarketSite
+    from fedpipe.secure_round import flatten, mask_evaluation, publish_roster
+
+    monkeypatch.chdir(tmp_path)
+    markets = ["FD001", "FD002", "FD003"]
+    fed = load_federation(_config(tmp_path, markets, secure_aggregation=True, quorum=3))
+    run = start_run(fed, "r")
+    sites = {m: MarketSite(fed, m, run.exchange) for m in markets}
+    for site in sites.values():
+        site.identity()
+    publish_roster(run, 1, markets)
+    first = mask_evaluation(sites["FD001"], 1, _evaluation(1))
+    assert mask_evaluation(sites["FD001"], 1, _evaluation(1)) == first  # the same figures again: the same bytes
+    with pytest.raises(secagg.SecAggError, match="refusing to mask new ones with the same masks"):
+        mask_evaluation(sites["FD001"], 1, _evaluation(2))
+
+    publish_roster(run, 1, markets)  # the round is run again: fresh session
+    again = mask_evaluation(sites["FD001"], 1, _evaluation(1))
+    plain = flatten(_evaluation(1))[1]
+    first_mask = secagg.from_wire(first["secagg"]["masked"]) - secagg.encode(plain)
+    again_mask = secagg.from_wire(again["secagg"]["masked"]) - secagg.encode(plain)
+    assert not (first_mask == again_mask).all()  # other masks for the same figures

@@ -20,8 +20,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     from fedpipe.config import STRATEGIES
 
     run.add_argument("--strategy", choices=STRATEGIES,
-                     help="override [federation] strategy: 'bagging' (each market adds k trees, weighted by rows) or "
-                          "'histogram' (exact federated XGBoost over XGBoost's gRPC collective, mutual TLS)")
+                     help="override [federation] strategy: 'bagging' (each market adds k trees, weighted by rows), "
+                          "'cyclic' (the model visits the markets in turn, each adding k trees), 'fedavg' (a "
+                          "scikit-learn linear model, weights averaged by rows) or 'histogram' (exact federated "
+                          "XGBoost over XGBoost's gRPC collective, mutual TLS)")
     run.add_argument("--run-id", help="name of the run folder (default: <federation>-<UTC timestamp>)")
     run.add_argument("--resume", metavar="RUN",
                      help="continue an interrupted run (its id under runs/, or its folder) after its last "

@@ -15,12 +15,27 @@ TREE_STRATEGIES = ("bagging", "cyclic", "histogram")
 __all__ = ["STRATEGIES", "TREE_STRATEGIES"]
 
 
+def round_step(strategy: str, trees_per_round: int) -> str:
+    """What each market adds to the model in a round, in words (for summaries and lineage)."""
+    if strategy == "fedavg":
+        from fedpipe.fedavg_round import EPOCHS
+
+        return f"{EPOCHS} SGD epochs of a linear model per market per round"
+    if strategy == "histogram":
+        return f"{trees_per_round} trees per round grown by all markets together"
+    return f"{trees_per_round} new trees per market per round"
+
+
 def aggregate(strategy: str, global_doc: dict | None, updates: list) -> dict:
     """The next global model from a round's tree updates, as ``strategy`` combines them."""
     from fedpipe.aggregation import aggregate_bagging
 
     if strategy == "bagging":
         return aggregate_bagging(global_doc, updates)
+    if strategy == "cyclic":
+        from fedpipe.strategies.cyclic import append_round
+
+        return append_round(global_doc, updates)
     if strategy == "histogram":
         from fedpipe.strategies.histogram import aggregate_histogram
 

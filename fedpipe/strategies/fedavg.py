@@ -51,11 +51,16 @@ def _standardise(model: dict, features: np.ndarray) -> np.ndarray:
     return (np.asarray(features, dtype="float64") - np.asarray(model["mean"])) / np.asarray(model["scale"])
 
 
-def initial_model(scaler: dict, kind: str) -> dict[str, Any]:
-    """Zero weights on the pooled scaler; ``kind`` is "classification" or "regression"."""
+def initial_model(scaler: dict, kind: str, features: list[str] | None = None) -> dict[str, Any]:
+    """Zero weights on the pooled scaler; ``kind`` is "classification" or "regression".
+
+    ``family`` marks the document as a linear model (fedpipe.models); ``features`` names its input columns.
+    """
     if kind not in ("classification", "regression"):
         raise ValueError(f"fedavg: kind must be 'classification' or 'regression', got {kind!r}")
-    return {"kind": kind, **scaler, "coef": [0.0] * len(scaler["mean"]), "intercept": 0.0}
+    named = {"features": list(features)} if features is not None else {}
+    return {"family": "linear", "kind": kind, **named, **scaler, "coef": [0.0] * len(scaler["mean"]),
+            "intercept": 0.0}
 
 
 def local_update(model: dict, features: np.ndarray, target: np.ndarray, *, epochs: int = 3, alpha: float = 1e-4,
@@ -95,6 +100,61 @@ def average_weights(model: dict, updates: list[dict]) -> dict[str, Any]:
     share = rows / rows.sum()
     intercept = float(share @ np.array([u["intercept"] for u in updates], dtype="float64"))
     return {**model, "coef": (share @ coefs).tolist(), "intercept": intercept}
+
+
+def check_update(model: dict, update: dict) -> dict[str, Any]:
+    """One market's update as {"coef", "intercept", "n_rows"} if it fits ``model``; ValueError saying why not."""
+    if not isinstance(update, dict) or set(update) != {"coef", "intercept", "n_rows"}:
+        raise ValueError("a fedavg update holds exactly coef, intercept and n_rows, got "
+                         f"{sorted(update) if isinstance(update, dict) else type(update).__name__}")
+    coef = np.asarray(update["coef"], dtype="float64")
+    intercept = float(update["intercept"])
+    if isinstance(update["n_rows"], bool) or not isinstance(update["n_rows"], int) or update["n_rows"] <= 0:
+        raise ValueError(f"n_rows must be a positive whole number, got {update['n_rows']!r}")
+    if coef.shape != (len(model["mean"]),):
+        raise ValueError(f"coef holds {coef.size} weights, the model has {len(model['mean'])} features")
+    if not (np.isfinite(coef).all() and np.isfinite(intercept)):
+        raise ValueError("weights must be finite numbers")
+    return {"coef": coef.tolist(), "intercept": intercept, "n_rows": int(update["n_rows"])}
+
+
+# --- flat vectors for secure aggregation: a sum of them is all the centre needs --------------------
+
+
+def weights_vector(update: dict) -> np.ndarray:
+    """[n*coef..., n*intercept, n]: summed over markets and divided by the last entry, the row-weighted average."""
+    n = float(update["n_rows"])
+    return np.concatenate([n * np.asarray(update["coef"], dtype="float64"), [n * float(update["intercept"]), n]])
+
+
+def from_weight_sum(model: dict, total: np.ndarray) -> dict[str, Any]:
+    """The global model from the markets' summed :func:`weights_vector` (what :func:`average_weights` gives)."""
+    total = np.asarray(total, dtype="float64")
+    if total.shape != (len(model["mean"]) + 2,):
+        raise ValueError(f"summed weights hold {total.size} values, the model needs {len(model['mean']) + 2}")
+    n = total[-1]
+    if not np.isfinite(total).all() or n < 0.5:
+        raise ValueError(f"summed weights report {n:g} training rows (or non-finite values)")
+    return {**model, "coef": (total[:-2] / n).tolist(), "intercept": float(total[-2] / n)}
+
+
+def stats_vector(stats: dict) -> np.ndarray:
+    """[n, sum..., sumsq..., (y_sum, y_sumsq)]: the feature statistics as one vector to sum."""
+    target = [stats["y_sum"], stats["y_sumsq"]] if "y_sum" in stats else []
+    return np.concatenate([[float(stats["n"])], stats["sum"], stats["sumsq"], target]).astype("float64")
+
+
+def stats_from_vector(total: np.ndarray, with_target: bool) -> dict[str, Any]:
+    """Inverse of :func:`stats_vector` (for a sum of them); ``with_target``: it ends with the target's sums."""
+    total = np.asarray(total, dtype="float64")
+    d, extra = divmod(total.size - 1 - (2 if with_target else 0), 2)
+    if extra or d < 1:
+        raise ValueError(f"summed statistics hold {total.size} values: not 1 + 2 x features"
+                         + (" + 2 target sums" if with_target else ""))
+    stats = {"n": int(round(total[0])), "sum": total[1:1 + d].tolist(), "sumsq": total[1 + d:1 + 2 * d].tolist()}
+    if with_target:
+        stats.update(y_sum=float(total[-2]), y_sumsq=float(total[-1]))
+    return stats
 
 
 def predict(model: dict, features: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ quantile sketches), never rows, so every worker grows the same trees a pooled ``
 
 Every worker must run in its own process: XGBoost's communicator is process-global. The server and the clients
 trust only the federation's CA (fedpipe.tls); a client whose certificate another CA signed fails the handshake.
+Each market makes its own TLS key; the centre only signs its request (fedpipe.tls_enrolment).
 
 Note: XGBoost's server listens on all interfaces (``0.0.0.0:<port>``, fixed inside libxgboost); markets dial the
 configured host, loopback by default, and mutual TLS refuses any client without a certificate from the CA.
@@ -21,7 +22,7 @@ from typing import Any, Iterator
 
 import xgboost as xgb
 
-from fedpipe.tls import FederationTls
+from fedpipe.tls import ClientTls, FederationTls
 
 
 class FederatedUnavailable(RuntimeError):
@@ -102,13 +103,18 @@ def federated_server(n_workers: int, port: int, tls: FederationTls, timeout_s: i
         stop_server(server)
 
 
-def communicator_args(address: str, world_size: int, rank: int, tls: FederationTls, market: str) -> dict[str, Any]:
-    """What a market's worker passes to ``xgb.collective.CommunicatorContext``."""
-    client = tls.client(market)
+def communicator_args(address: str, world_size: int, rank: int, tls: ClientTls | FederationTls,
+                      market: str | None = None) -> dict[str, Any]:
+    """What a market's worker passes to ``xgb.collective.CommunicatorContext``.
+
+    ``tls`` is the market's own key, certificate and CA (fedpipe.tls_enrolment.client_tls), or, in tests and
+    benchmarks that play every market, a create_federation_tls folder and the market's name.
+    """
+    client = tls.client(market) if isinstance(tls, FederationTls) else tls
     return {
         "dmlc_communicator": "federated", "federated_server_address": address,
         "federated_world_size": world_size, "federated_rank": rank,
-        "federated_server_cert_path": str(tls.ca_cert),
+        "federated_server_cert_path": str(client.ca),  # the server must present a certificate from the CA
         "federated_client_key_path": str(client.key), "federated_client_cert_path": str(client.cert),
     }
 

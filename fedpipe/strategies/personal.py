@@ -6,7 +6,12 @@ picks, by a held-out metric, among local-only, global and personalised, and says
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import xgboost as xgb
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Lower is better for these; higher for the rest (auc, r2, precision, recall).
 LOWER_IS_BETTER = {"log_loss", "rmse", "mae"}
@@ -35,7 +40,7 @@ PERSONAL_TREES = 5  # local trees on top of the global model when a market perso
 _MODEL_NAMES = {"local_only": "local_only", "federated": "global", "personalised": "personalised"}
 
 
-def choice_table(metrics) -> "pd.DataFrame":
+def choice_table(metrics) -> pd.DataFrame:
     """Per market (last round): the headline metric of local-only, global and personalised, and the best one."""
     import pandas as pd
 

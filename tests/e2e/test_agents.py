@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import tomli_w
 import xgboost as xgb
@@ -74,6 +76,58 @@ def test_round_from_the_ui_runs_on_the_market_agents(deployed, write_federation)
 
     flow_run_id = deployed.start_round(rounds=1, run_id="from-the-ui")
     _assert_round_completed(deployed, flow_run_id, "from-the-ui")
+
+
+def test_histogram_round_joins_each_markets_worker_from_its_own_agent(deployed):
+    """Exact federated XGBoost on agents: each market makes its TLS key and trains as a worker on its own pool."""
+    flow_run_id = deployed.start_round(rounds=1, run_id="histogram-on-agents", strategy="histogram")
+    run = deployed.wait(flow_run_id)
+    assert run["state"]["type"] == "COMPLETED", (run["state"], f"logs: {deployed.stack.root}/logs")
+    run_dir = deployed.root / "centre" / "runs" / "histogram-on-agents"
+    booster = xgb.Booster()
+    booster.load_model(str(run_dir / "models" / "round-001.json"))
+    assert booster.num_boosted_rounds() == 2  # the collective's trees once, not once per market
+    assert sorted(json.loads((run_dir / "rounds.json").read_text())[0]["contributors"]) == sorted(MARKETS)
+    children = deployed.children(flow_run_id)
+    for name in ("TLS certificate", "(histogram)"):
+        runs = {c["parameters"]["market"]: c for c in children if name in c["name"]}
+        assert set(runs) == set(MARKETS), name
+        assert {m: (r["work_pool_name"], r["state"]["type"]) for m, r in runs.items()} == \
+            {m: (f"market-{m}", "COMPLETED") for m in MARKETS}
+    # Each market's TLS private key lives in its own keys folder; the centre holds none of them.
+    for market, site in deployed.sites.items():
+        assert list(Path(site.keys_dir).rglob("*key*.pem")), market
+    centre_keys = {p.name for p in (deployed.root / "centre" / "keys").rglob("*.pem") if "key" in p.name}
+    assert centre_keys <= {"ca-key.pem", "server-key.pem"}
+
+
+def test_secure_fedavg_round_runs_on_the_market_agents(deployed, write_federation):
+    """fedavg with secure aggregation on agents: masked feature statistics, masked weights, masked evaluation."""
+    def market_copies(**fields):  # the council's file as each market holds it (centre folders unknown there)
+        for market in MARKETS:
+            write_federation(deployed.root / "markets" / market, "federation.toml", keys_dir="/nonexistent/centre-keys",
+                             runs_dir="/nonexistent/centre-runs", exchange="/nonexistent/exchange", **fields)
+
+    config = write_federation(deployed.root, "fedavg-secure.toml", strategy="fedavg", secure_aggregation=True)
+    market_copies(strategy="fedavg", secure_aggregation=True)
+    try:
+        flow_run_id = deployed.start_round(config=str(config), rounds=1, run_id="fedavg-on-agents")
+        run = deployed.wait(flow_run_id)
+    finally:
+        market_copies()
+    assert run["state"]["type"] == "COMPLETED", (run["state"], f"logs: {deployed.stack.root}/logs")
+    run_dir = deployed.root / "centre" / "runs" / "fedavg-on-agents"
+    model = json.loads((run_dir / "models" / "round-001.json").read_text())
+    assert model["family"] == "linear" and any(model["coef"])
+    record = json.loads((run_dir / "rounds.json").read_text())[0]
+    assert record["contributors"] == {m: None for m in MARKETS}  # row counts stayed inside the masked sums
+    metrics = pd.read_parquet(run_dir / "metrics.parquet")
+    assert set(metrics["market"]) == {"federation"}  # totals only
+    children = deployed.children(flow_run_id)
+    for name in ("feature statistics", "(fedavg)", "evaluate round 1"):
+        runs = {c["parameters"]["market"]: c for c in children if name in c["name"]}
+        assert {m: (r["work_pool_name"], r["state"]["type"]) for m, r in runs.items()} == \
+            {m: (f"market-{m}", "COMPLETED") for m in MARKETS}, name
 
 
 def test_round_on_a_postgresql_server(deployed_pg):

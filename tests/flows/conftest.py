@@ -24,7 +24,8 @@ def prefect_api():
 def federation(tmp_path):
     """Write a federation over copies of the vendored markets; returns (config path, market folders)."""
 
-    def build(markets=("FD001", "FD002", "FD003", "FD004"), rounds=1, trees=3, quorum=3, subsample=0.2, **extra):
+    def build(markets=("FD001", "FD002", "FD003", "FD004"), rounds=1, trees=3, quorum=3, subsample=0.2,
+              usecase=None, **extra):
         folders = {}
         for name in markets:
             folders[name] = tmp_path / "markets" / name / "data"
@@ -38,6 +39,8 @@ def federation(tmp_path):
                                "state": str(tmp_path / "markets" / name / "state")}
                         for name, folder in folders.items()},
         }
+        if usecase:
+            doc["usecase"] = usecase  # e.g. {"task": "rul"}
         path = tmp_path / "federation.toml"
         path.write_bytes(tomli_w.dumps(doc).encode())
         return path, folders

@@ -173,3 +173,19 @@ def test_below_quorum_the_run_stops_without_a_global_model(federation):
     assert failure["round"] == 1 and {"FD002", "FD003"} <= set(failure["dropped"])
     assert "'sensor_4'" in failure["dropped"]["FD002"]
     assert "Stopped in round 1" in (run_dir / "summary.md").read_text()
+
+
+def test_rul_regression_round_records_regression_metrics_and_roi(federation):
+    """The second objective (capped RUL, reg:squarederror) through the same flow: RMSE/MAE and ROI per market."""
+    config, _ = federation(markets=("FD001", "FD003"), rounds=2, trees=3, quorum=2, usecase={"task": "rul"})
+    run_dir = Path(federated_training(config=str(config)))
+    metrics = pd.read_parquet(run_dir / "metrics.parquet")
+    last = metrics[metrics["round"] == 2].set_index(["market", "model"])
+    assert {"rmse", "mae"} <= set(metrics.columns) and "auc" not in metrics.columns
+    assert set(last.index.get_level_values("market")) == {"FD001", "FD003", "federation"}
+    assert (last["rmse"] > 0).all() and (last["rmse"] < 125).all()  # in cycles, below the RUL cap
+    first = metrics[(metrics["round"] == 1) & (metrics["model"] == "federated")].set_index("market")["rmse"]
+    assert (last.xs("federated", level="model")["rmse"] < first).all()  # more boosting, lower error
+    roi = pd.read_parquet(run_dir / "roi.parquet")
+    assert {"FD001", "FD003", "federation"} == set(roi[roi["round"] == 2]["market"])
+    assert "mae_federated" in (run_dir / "summary.md").read_text()  # the summary leads with MAE for regression

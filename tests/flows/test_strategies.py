@@ -32,9 +32,14 @@ def test_histogram_round_flow_grows_one_shared_set_of_trees(federation):
     runs = asyncio.run(_runs("market-train-histogram"))
     assert len([r for r in runs if r.state.is_completed()]) >= 4  # each market's process reported to Prefect
     assert "strategy `histogram`" in (run_dir / "summary.md").read_text()
+    # each market made its own TLS key; the centre signed its CSR in round 1, the certificate was kept in round 2
+    tls_exchange = run_dir / "exchange"
+    assert (tls_exchange / "round-001" / "tls" / "FD001.pem").exists()
+    assert (tls_exchange / "round-002" / "tls" / "FD004.held.pem").exists()
+    assert not [p for p in tls_exchange.rglob("*") if p.is_file() and b"PRIVATE KEY" in p.read_bytes()]
 
 
 def test_unknown_strategy_is_refused_before_training(federation):
     config, _ = federation(markets=("FD001", "FD004"), rounds=1, trees=1, quorum=2)
-    with pytest.raises(ValueError, match="strategy 'cyclic' is not one the round flow runs"):
-        federated_training(config=str(config), strategy="cyclic")
+    with pytest.raises(ValueError, match="strategy .gossip. is not one the round flow runs"):
+        federated_training(config=str(config), strategy="gossip")

@@ -71,3 +71,36 @@ def test_bad_inputs_are_refused():
         fedavg.average_weights(model, [{"coef": [float("nan"), 0.0], "intercept": 0.0, "n_rows": 3}])
     with pytest.raises(ValueError, match="single class"):
         fedavg.local_update(model, np.zeros((4, 2)), np.zeros(4))
+
+
+def test_check_update_keeps_good_updates_and_says_why_it_refuses():
+    model = fedavg.initial_model({"n": 1, "mean": [0.0, 0.0], "scale": [1.0, 1.0]}, "classification")
+    assert fedavg.check_update(model, {"coef": [1, 2], "intercept": 0, "n_rows": 3}) == \
+        {"coef": [1.0, 2.0], "intercept": 0.0, "n_rows": 3}
+    for bad, why in (({"coef": [1.0], "intercept": 0.0, "n_rows": 3}, "coef holds 1"),
+                     ({"coef": [1.0, float("inf")], "intercept": 0.0, "n_rows": 3}, "finite"),
+                     ({"coef": [1.0, 2.0], "intercept": 0.0, "n_rows": -1}, "positive"),
+                     ({"coef": [1.0, 2.0], "intercept": 0.0, "n_rows": True}, "positive"),
+                     ({"coef": [1.0, 2.0], "n_rows": 3}, "exactly")):
+        with pytest.raises(ValueError, match=why):
+            fedavg.check_update(model, bad)
+
+
+def test_summed_vectors_give_the_average_and_the_pooled_scaler():
+    """What secure aggregation sums: weights_vector and stats_vector; divided out, the plain results."""
+    markets = _markets()
+    stats = [fedavg.feature_stats(x, y.astype(float)) for x, y in markets]
+    total = fedavg.stats_from_vector(np.sum([fedavg.stats_vector(s) for s in stats], axis=0), with_target=True)
+    pooled, summed_scaler = fedavg.pooled_scaler(stats), fedavg.pooled_scaler([total])
+    for key in ("mean", "scale", "y_mean", "y_scale", "n"):
+        np.testing.assert_allclose(summed_scaler[key], pooled[key], rtol=1e-12)
+    with pytest.raises(ValueError, match="1 \\+ 2 x features"):
+        fedavg.stats_from_vector(np.zeros(6), with_target=False)
+    model = fedavg.initial_model(fedavg.pooled_scaler(stats), "classification")
+    updates = [fedavg.local_update(model, x, y, epochs=3) for x, y in markets]
+    summed = fedavg.from_weight_sum(model, np.sum([fedavg.weights_vector(u) for u in updates], axis=0))
+    plain = fedavg.average_weights(model, updates)
+    np.testing.assert_allclose(summed["coef"], plain["coef"], rtol=1e-12)
+    assert summed["intercept"] == pytest.approx(plain["intercept"])
+    with pytest.raises(ValueError, match="training rows"):
+        fedavg.from_weight_sum(model, np.zeros(len(model["mean"]) + 2))
