@@ -28,3 +28,10 @@ def test_a_well_keeps_its_deepest_block_for_validation():
 def test_one_engine_cannot_be_split():
     with pytest.raises(ValueError, match="nothing to fit"):
         quality.validation_split(pd.DataFrame({"unit": [1, 1, 1], "x": [0.0, 1.0, 2.0]}), 0.2, seed=0)
+
+
+def test_pooled_range_spans_every_row_order_and_nothing_else():
+    v = pd.DataFrame({"pooled": [0.90, 13.0], "pooled_order_1": [0.92, 13.4], "pooled_order_2": [0.91, 12.9],
+                      "histogram": [0.99, 1.0]}, index=["A", "B"])
+    lo, hi = quality.pooled_range(v)
+    assert list(lo) == [0.90, 12.9] and list(hi) == [0.92, 13.4]
