@@ -1,8 +1,10 @@
-"""A market's part in a histogram round: its TLS request, then the same story as market-train, joined to the
+"""A market's part in a histogram round: asking to join, then the same story as market-train, joined to the
 federation's collective.
 
-``market-tls-request`` runs like any market flow (as a subflow, or on the market's agent): it keeps the market's
-TLS key and certificate, or makes a new key here and asks the centre to sign a CSR. The private key never leaves.
+``market-join-histogram`` runs like any market flow (as a subflow, or on the market's agent): it checks the
+market's data against the contract first (the collective waits for every member, so a market with bad data must
+stay out of it rather than stall it), then keeps the market's TLS key and certificate, or makes a new key here and
+asks the centre to sign a CSR. The private key never leaves.
 
 XGBoost's communicator is process-global, so the round flow starts ``market-train-histogram`` once per market,
 each in its own process (``python -m flows.histogram ...``), all at once; each run reports to the same Prefect API.
@@ -23,11 +25,13 @@ from tasks.market import (fetch_global_model, load_market_data, publish, report_
                           validate_market_data)
 
 
-@flow(name="market-tls-request", flow_run_name="{market}: TLS certificate request, round {round_}")
-def market_tls_request(config: str, market: str, round_: int, exchange: str) -> str:
-    """Check the round's CA, then keep this market's certificate or post a CSR signed with its identity."""
+@flow(name="market-join-histogram", flow_run_name="{market}: join the histogram collective, round {round_}")
+def market_join_histogram(config: str, market: str, round_: int, exchange: str) -> str:
+    """Validate the local data, check the round's CA, then keep this market's certificate or post a CSR signed
+    with its identity. A market that fails here posts no request, so the collective forms without it."""
     site = _site(config, market, exchange)
     try:
+        validate_market_data(site, load_market_data(site))
         ca_pem = fetch_tls_ca(site, round_)
         outcome = request_tls_certificate(site, round_, ca_pem)
     except Exception as exc:

@@ -22,7 +22,7 @@ from prefect.settings import PREFECT_API_URL
 from fedpipe.strategies.cyclic import visiting_order
 from flows.dispatch import run_market_flows as run_subflows
 from flows.fedavg import train_fedavg
-from flows.histogram import market_tls_request, market_train_histogram
+from flows.histogram import market_join_histogram, market_train_histogram
 from flows.market import market_train
 from tasks.central import aggregate_updates, leave_out, open_updates, publish_visit_model
 from tasks.histogram import prepare_tls, sign_tls_requests, start_federated_server, stop_federated_server
@@ -83,8 +83,9 @@ def histogram_round(federation, run_market_flows, markets: list[str], *, config:
                     exchange: str) -> None:
     logger = get_run_logger()
     tls = prepare_tls(federation, exchange, round_, HISTOGRAM_HOST)  # CA and server key stay at the centre
-    # each market makes its own TLS key and posts a signed CSR; one without a valid request sits the round out
-    run_market_flows(market_tls_request, markets, federation.market_timeout_s, config=config, round_=round_,
+    # each market checks its data, makes its own TLS key and posts a signed CSR; one without a valid request sits
+    # the round out (the collective would wait for it until the timeout)
+    run_market_flows(market_join_histogram, markets, federation.market_timeout_s, config=config, round_=round_,
                      exchange=exchange)
     markets = sign_tls_requests(federation, exchange, round_, markets, tls)
     if len(markets) < federation.quorum:  # too few could dial: the round's quorum check says why

@@ -6,6 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import xgboost as xgb
 from prefect import get_client
@@ -37,6 +38,20 @@ def test_histogram_round_flow_grows_one_shared_set_of_trees(federation):
     assert (tls_exchange / "round-001" / "tls" / "FD001.pem").exists()
     assert (tls_exchange / "round-002" / "tls" / "FD004.held.pem").exists()
     assert not [p for p in tls_exchange.rglob("*") if p.is_file() and b"PRIVATE KEY" in p.read_bytes()]
+
+
+def test_histogram_collective_forms_without_a_market_whose_data_fails_the_contract(federation):
+    config, folders = federation(markets=("FD001", "FD002", "FD004"), rounds=1, trees=2, quorum=2,
+                                 strategy="histogram", market_timeout_s=300)
+    table = pd.read_parquet(folders["FD002"] / "train.parquet").drop(columns=["sensor_4"])
+    table.to_parquet(folders["FD002"] / "train.parquet")
+    run_dir = Path(federated_training(config=str(config)))
+    record = json.loads((run_dir / "rounds.json").read_text())[0]
+    assert sorted(record["contributors"]) == ["FD001", "FD004"]  # the collective formed with the other two
+    reason = record["dropped"]["FD002"]
+    assert "FD002" in reason and "train.parquet" in reason and "'sensor_4'" in reason
+    assert not (run_dir / "exchange" / "round-001" / "tls" / "FD002.pem").exists()  # it never asked to dial
+    assert xgb.Booster(model_file=str(run_dir / "models" / "round-001.json")).num_boosted_rounds() == 2
 
 
 def test_unknown_strategy_is_refused_before_training(federation):
