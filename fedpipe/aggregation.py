@@ -20,7 +20,10 @@ import xgboost as xgb
 
 # Per-node statistics that describe a market's local data (hessian sums are row counts for squared error,
 # gain values leak how separable the data is). Prediction never reads them, so they are zeroed before sealing.
+# Internal nodes' base_weights (-G/(H+lambda) of the rows reaching them; the root's gives away the label mean)
+# are zeroed too: prediction reads only the leaves' values (see _mask).
 LOCAL_STATISTICS = ("sum_hessian", "loss_changes")
+BASE_SCORE_TOLERANCE = 1e-6  # relative: base_score travels as float32 text
 
 
 @dataclass(frozen=True)
@@ -63,9 +66,19 @@ def new_trees(booster: xgb.Booster, start_iteration: int) -> dict:
     """The trees a market added after ``start_iteration``, with local statistics masked."""
     doc = json.loads(booster[start_iteration:].save_raw("json"))
     for tree in _model(doc)["trees"]:
-        for key in LOCAL_STATISTICS:
-            tree[key] = [0.0] * len(tree[key])
+        _mask(tree)
     return doc
+
+
+def _mask(tree: dict) -> None:
+    """Zero a tree's local statistics and its internal nodes' base weights, in place; leaves keep theirs."""
+    for key in LOCAL_STATISTICS:
+        tree[key] = [0.0] * len(tree[key])
+    weights = tree["base_weights"]
+    width = len(weights) // max(len(tree["left_children"]), 1)  # a multi-target tree holds one vector per node
+    for node, left in enumerate(tree["left_children"]):
+        if left != -1:
+            weights[node * width:(node + 1) * width] = [0.0] * width
 
 
 def _scaled(tree: dict, weight: float) -> dict:
@@ -85,6 +98,12 @@ def _iterations(model: dict) -> Iterable[tuple[list[dict], list[int]]]:
         yield model["trees"][start:stop], model["tree_info"][start:stop]
 
 
+def base_score(doc: dict) -> list[float]:
+    """The model's intercept(s): XGBoost writes "5E-1" (older versions), "[5E-1]" or "[5E-1,5E-1,5E-1]"."""
+    text = str(doc["learner"]["learner_model_param"]["base_score"]).strip().strip("[]")
+    return [float(v) for v in text.split(",")]
+
+
 def check_compatible(base: dict, update: TreeUpdate) -> None:
     """Refuse an update whose trees cannot belong to this global model."""
     want, got = base["learner"], update.model["learner"]
@@ -94,6 +113,13 @@ def check_compatible(base: dict, update: TreeUpdate) -> None:
                 f"market '{update.market}': update has {key}={got['learner_model_param'][key]}, "
                 f"global model has {want['learner_model_param'][key]}"
             )
+    # Trees are steps from the intercept they were grown on: summing trees from different intercepts is wrong.
+    ours, theirs = base_score(base), base_score(update.model)
+    if len(ours) != len(theirs) or not all(math.isclose(a, b, rel_tol=BASE_SCORE_TOLERANCE, abs_tol=1e-12)
+                                           for a, b in zip(ours, theirs)):
+        shown = lambda values: ", ".join(f"{v:.7g}" for v in values)  # noqa: E731
+        raise ValueError(f"market '{update.market}': update has base_score {shown(theirs)}, global model has "
+                         f"{shown(ours)} (every market must train from the federation's [model] base_score)")
     if want.get("feature_names") and got.get("feature_names") != want["feature_names"]:
         raise ValueError(f"market '{update.market}': update's feature names differ from the global model's")
     for tree in _model(update.model)["trees"]:

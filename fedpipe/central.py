@@ -6,9 +6,11 @@ arrives through the exchange: sealed trees with their row counts, sealed metrics
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +42,7 @@ class Run:
     root: Path
     exchange: Exchange
     rounds: list[dict] = field(default_factory=list)
+    genesis: str = ""  # sha256 of the run's signed genesis document: round 1's parent (publish_genesis)
 
     def model_path(self, round_: int) -> Path:
         return self.root / "models" / f"round-{round_:03d}.json"
@@ -50,7 +53,7 @@ def new_run_id(federation: FederationConfig) -> str:
 
 
 def start_run(federation: FederationConfig, run_id: str | None = None, exchange_url: str | None = None) -> Run:
-    """Create the run folder, point runs/latest at it and make sure the aggregator has keys."""
+    """Create the run folder, point runs/latest at it, make sure the aggregator has keys, post the run's genesis."""
     run_id = run_id or new_run_id(federation)
     root = federation.runs_dir / run_id
     root.mkdir(parents=True, exist_ok=True)
@@ -66,12 +69,46 @@ def start_run(federation: FederationConfig, run_id: str | None = None, exchange_
         exchange_url = f"{federation.exchange.rstrip('/')}/{run_id}"  # one prefix per run in a shared store
         if "://" not in exchange_url:
             exchange_url = str(Path(exchange_url).resolve())  # a folder: the same path for every market
-    return Run(federation, run_id, root, Exchange(exchange_url or root / "exchange"))
+    run = Run(federation, run_id, root, Exchange(exchange_url or root / "exchange"))
+    run.genesis = publish_genesis(run)
+    return run
+
+
+def publish_genesis(run: Run) -> str:
+    """Sign a fresh genesis document for this (re)start of the run, keep it and post it; return its sha256.
+
+    It is round 1's parent (fedavg: round 0's): a random nonce makes it differ in every run, so a first-round
+    envelope captured in an earlier run of the federation names another parent and is refused here. A resumed run
+    gets a new one too: envelopes of the interrupted attempt do not count.
+    """
+    raw = json.dumps({"kind": sealing.GENESIS_KIND, "federation": run.federation.name, "run_id": run.run_id,
+                      "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                      "nonce": secrets.token_hex(16)}, sort_keys=True).encode()
+    aggregator = keys.load_identity(run.federation.keys_dir, "aggregator")
+    signature = sealing.sign_model(raw, federation=run.federation.name, round=0, signer=aggregator,
+                                   kind=sealing.GENESIS_KIND)
+    atomic_write_bytes(run.root / "genesis.json", raw)
+    path = run.exchange.genesis()
+    run.exchange.put(path, raw)
+    run.exchange.put(path + ".sig", signature)
+    return sealing.sha256_hex(raw)
+
+
+def bind_to_run(doc: dict, genesis: str) -> dict:
+    """A copy of ``doc`` carrying this run's genesis hash (as an XGBoost learner attribute, or a key of a linear
+    model), so two runs never publish byte-identical models: an update names its parent model's hash, and that
+    hash then names the run too (replaying an update from another run's round 2 fails like one from round 1)."""
+    doc = copy.deepcopy(doc)
+    if "learner" in doc:
+        doc["learner"].setdefault("attributes", {})["fedpipe_run"] = genesis
+    else:
+        doc["fedpipe_run"] = genesis
+    return doc
 
 
 def publish_global_model(run: Run, round_: int, doc: dict) -> str:
     """Sign the round's global model, keep it in the run folder and post it to the exchange."""
-    raw = dump_model_doc(doc)
+    raw = dump_model_doc(bind_to_run(doc, run.genesis))
     aggregator = keys.load_identity(run.federation.keys_dir, "aggregator")
     signature = sealing.sign_model(raw, federation=run.federation.name, round=round_, signer=aggregator)
     atomic_write_bytes(run.model_path(round_), raw)
@@ -85,7 +122,7 @@ def publish_global_model(run: Run, round_: int, doc: dict) -> str:
 
 def publish_visit_model(run: Run, round_: int, visits: int, doc: dict) -> str:
     """Cyclic: sign and post the model as it stands after ``visits`` markets this round; the next market starts there."""
-    raw = dump_model_doc(doc)
+    raw = dump_model_doc(bind_to_run(doc, run.genesis))
     aggregator = keys.load_identity(run.federation.keys_dir, "aggregator")
     path = run.exchange.visit_model(round_, visits)
     run.exchange.put(path, raw)
@@ -120,7 +157,8 @@ def open_sealed(run: Run, round_: int, parent: str | dict[str, str], kind: str, 
                 markets: list[str] | None = None) -> tuple[dict[str, dict], dict[str, str]]:
     """Open every market's (or only ``markets``') sealed ``kind`` ("update" or "metrics") for a round.
 
-    ``parent`` is the model hash each envelope must name: one for all, or one per market (cyclic visits).
+    ``parent`` is the model hash each envelope must name (round 1: the run's genesis hash): one for all, or one
+    per market (cyclic visits); a market missing from that dict was not asked, and nothing of its counts.
     ``slot(round_, market)`` overrides where a market's envelope is read from (e.g. hold-out screening reports).
 
     Returns (opened payloads by market, reasons by market for those left out). A market's bad envelope is
@@ -128,6 +166,8 @@ def open_sealed(run: Run, round_: int, parent: str | dict[str, str], kind: str, 
     """
     if kind == "update":
         crash_point("after-updates", round_)
+    for expected in parent.values() if isinstance(parent, dict) else [parent]:
+        sealing._check_args(run.federation.name, round_, expected)  # a wrong parent here is the centre's bug
     senders = _known_senders(run.federation)
     aggregator = keys.decryption_identities(run.federation.keys_dir, "aggregator")  # current + retired in grace
     opened, dropped = {}, {}
@@ -142,9 +182,12 @@ def open_sealed(run: Run, round_: int, parent: str | dict[str, str], kind: str, 
             if not run.exchange.exists(path):
                 dropped[market] = _status_reason(run.exchange, round_, market)
                 continue
+            expected = parent.get(market) if isinstance(parent, dict) else parent
+            if expected is None:  # e.g. cyclic: never visited this round, so there is no model it could start from
+                raise SealError(f"market '{market}' was not asked to take part in round {round_}: no parent "
+                                f"model to check its {kind} against")
             header, payload = sealing.open_update(
-                run.exchange.get(path), federation=run.federation.name, round=round_,
-                parent=parent.get(market, "") if isinstance(parent, dict) else parent,
+                run.exchange.get(path), federation=run.federation.name, round=round_, parent=expected,
                 senders=senders, recipient=aggregator, kind=kind,
                 revoked=trust.revoked_markets(run.federation),
                 max_bytes=int(run.federation.screening.max_update_mb * 2**20),

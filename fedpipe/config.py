@@ -18,6 +18,10 @@ from fedpipe.errors import ConfigError
 from fedpipe.trust import PartyKeys
 
 STRATEGIES = ("bagging", "cyclic", "fedavg", "histogram")  # the round flow's (fedpipe/strategies/, flows/)
+# Strategies whose markets start boosting on their own: without an agreed [model] base_score XGBoost would fit each
+# market's intercept to its own labels (its label mean leaves in the update, and the centre would sum trees grown
+# on different intercepts). Histogram fits one intercept over the collective; fedavg is a linear model.
+NEEDS_BASE_SCORE = ("bagging", "cyclic")
 # The same rule fedpipe.keys applies to party names: a market's name becomes its key files' names.
 MARKET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -91,6 +95,9 @@ class FederationConfig(_Strict):
     cadence: str | None = Field(None, description="cron schedule of the deployed round flow, e.g. '0 3 * * 1'")
     exchange: str | None = Field(None, description="fsspec URL of the exchange (s3://, az://, gs://, a folder); "
                                                    "each run uses <exchange>/<run-id>; default runs/<run-id>/exchange")
+    histogram_host: str = Field("127.0.0.1", min_length=1, description=(
+        "address markets dial for the histogram collective, and the name in its server certificate; "
+        "FEDPIPE_HISTOGRAM_HOST overrides it (libxgboost's server itself listens on every interface)"))
     dispatch: Literal["local", "deployments"] = Field(
         "local", description="local: market flows as subflows here; deployments: on each market's work pool")
     source: Path | None = None  # the file this was read from
@@ -171,6 +178,7 @@ def parse_federation(raw: dict[str, Any], source: Path) -> FederationConfig:
     if config.strategy == "fedavg" and config.screening.holdout_check:
         raise ConfigError(source, "screening.holdout_check", "hold-out screening scores tree updates; it cannot "
                           "run with strategy 'fedavg' (set holdout_check = false or choose a tree strategy)")
+    check_base_score(config, config.strategy, source)
     if importlib.util.find_spec(f"usecases.{config.usecase}") is None:
         raise ConfigError(source, "usecase", f"no use case named '{config.usecase}' (no usecases/{config.usecase}/)")
     _check_roi_keys(config, source)
@@ -188,6 +196,16 @@ def parse_federation(raw: dict[str, Any], source: Path) -> FederationConfig:
                                                                if config.registry.dir else
                                                                _resolve(Path.cwd(), config.runs_dir).parent / "registry"})}
     )
+
+
+def check_base_score(config: FederationConfig, strategy: str, source: Path | None = None) -> None:
+    """Refuse a strategy in NEEDS_BASE_SCORE without ``[model] base_score`` (also for a ``--strategy`` override)."""
+    if strategy in NEEDS_BASE_SCORE and "base_score" not in config.model:
+        raise ConfigError(source or config.source or "(federation)", "model.base_score",
+                          f"strategy '{strategy}' needs a base_score agreed up front in [model] (e.g. 0.5 for a "
+                          "probability, a typical target value for regression): without it XGBoost sets each "
+                          "market's intercept from that market's own labels, so every update would reveal its label "
+                          "mean and the centre would add up trees grown on different intercepts")
 
 
 def _check_secure_aggregation(config: FederationConfig, source: Path) -> None:

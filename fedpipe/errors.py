@@ -36,3 +36,14 @@ class SealError(FedpipeError):
 
 class QuorumError(FedpipeError):
     """Too few markets delivered a valid update for a round to produce a global model."""
+
+
+class StrategyError(FedpipeError, ValueError):
+    """A strategy the round flow cannot run with this federation or on this machine.
+
+    Also a ValueError, as the strategy check raised before it had its own class.
+    """
+
+
+class FederatedUnavailable(FedpipeError, RuntimeError):
+    """The installed xgboost lacks the federated plugin the 'histogram' strategy needs (a RuntimeError, as before)."""

@@ -12,6 +12,8 @@ The maths is :mod:`fedpipe.strategies.fedavg`; this module is what the markets a
    (:func:`fedpipe.secure_round.mask_values`, purpose labels ``"scaler"`` and ``"weights"``): the statistics
    vector, and ``[n*coef..., n*intercept, n]``. The centre unmasks the sum (recovering a dropped market's masks
    from the survivors' reveals) and divides: it learns only totals, never one market's weights or row count.
+   A market whose masked vector arrived but is unusable (wrong length) is not a dropout: its masks cannot be
+   recovered without unmasking it, so that step's sum is not unmasked at all (fedpipe.secure_round.withhold_sum).
 
 Evaluation (:func:`evaluate_linear`) mirrors fedpipe.market.evaluate_models: "federated" is the global model,
 "local_only" the same model family trained on the market's own rows alone (own scaler, the same total epochs),
@@ -85,7 +87,9 @@ def scaler_payload(site: MarketSite, data: MarketData) -> dict[str, Any]:
         return {**stats, "features": names}
     from fedpipe.secure_round import mask_values
 
-    payload = mask_values(site, 0, fedavg.stats_vector(stats), kind=SCALER, label=SCALER, stats=stats)
+    fields = ["n", *(f"sum[{c}]" for c in names), *(f"sumsq[{c}]" for c in names),
+              *(["y_sum", "y_sumsq"] if "y_sum" in stats else [])]
+    payload = mask_values(site, 0, fedavg.stats_vector(stats), kind=SCALER, label=SCALER, fields=fields, stats=stats)
     payload["secagg"]["features"] = names  # column names are the contract's, not the market's figures
     return payload
 
@@ -99,7 +103,11 @@ def weights_payload(site: MarketSite, data: MarketData, global_doc: dict, round_
         return update
     from fedpipe.secure_round import mask_values
 
-    return mask_values(site, round_, fedavg.weights_vector(update), kind=WEIGHTS, label=WEIGHTS, update=update)
+    columns = global_doc.get("features") or []
+    columns = columns if len(columns) == len(update["coef"]) else [str(i) for i in range(len(update["coef"]))]
+    fields = [*(f"n_rows*coef[{c}]" for c in columns), "n_rows*intercept", "n_rows"]
+    return mask_values(site, round_, fedavg.weights_vector(update), kind=WEIGHTS, label=WEIGHTS, fields=fields,
+                       update=update)
 
 
 def local_only_model(site: MarketSite, data: MarketData, epochs: int) -> dict:
@@ -190,8 +198,9 @@ def check_weight_updates(global_doc: dict, opened: dict[str, dict]) -> tuple[dic
 
 
 def misfits(vectors: dict[str, np.ndarray], label: str, global_doc: dict | None) -> dict[str, str]:
-    """Secure mode: masked vectors of the wrong length (the centre can check nothing else); each is left out and
-    its masks recovered like a dropout's, so one bad market does not sink the sum."""
+    """Secure mode: masked vectors of the wrong length (the centre can check nothing else). Each is left out, but
+    never recovered like a dropout (the centre holds it: the survivors' seeds would unmask it), so one such vector
+    means no sum this step (fedpipe.secure_round.withhold_sum) rather than one market's weights exposed."""
     if label == WEIGHTS and global_doc is not None:
         size = len(global_doc["mean"]) + 2
     else:  # the scaler's length follows from the columns: the one most markets agree on

@@ -45,6 +45,7 @@ __all__ = [
     "decryption_identities",
     "ensure_identity",
     "generate_identity",
+    "is_encrypted",
     "load_identity",
     "load_previous",
     "load_public_identity",
@@ -238,6 +239,20 @@ def _load_private(path: Path, party: str, passphrase: bytes | None, kind: type) 
     return key
 
 
+def is_encrypted(directory: Path, party: str) -> bool:
+    """Whether either of `party`'s private key files is passphrase-protected (False if they do not exist)."""
+    for path in _paths(directory, party)[:2]:
+        try:
+            with open(path, "rb") as f:
+                if b"ENCRYPTED" in f.read(64):  # "-----BEGIN ENCRYPTED PRIVATE KEY-----"
+                    return True
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise KeyFileError(f"cannot read private key file {path}: {exc.strerror or exc}") from None
+    return False
+
+
 def load_identity(directory: Path, party: str, passphrase: bytes | None = None) -> Identity:
     """Load `party`'s private keys from `directory`; raise KeyFileError naming the file on any problem."""
     enc_path, sign_path, _ = _paths(directory, party)
@@ -358,6 +373,10 @@ def rotate_identity(
     The old private keys move to ``retired/`` (mode 0600, same protection as before): a retired aggregator key
     still opens updates sealed to it during the grace period. Retired keys whose grace ended are listed but
     no longer trusted; delete ``retired/`` files by hand once nothing sealed to them can still arrive.
+
+    Rotation never weakens protection: if the current keys are passphrase-protected, the new ones are encrypted
+    with the passphrase that opens them (`passphrase`, else FEDPIPE_KEY_PASSPHRASE; neither: KeyFileError, nothing
+    written). The passphrase is kept, not changed: retired keys in grace must open with the same one.
     """
     if not isinstance(grace, timedelta) or grace < timedelta(0):
         raise KeyFileError(f"grace period must be a non-negative timedelta, got {grace!r}")
@@ -366,6 +385,9 @@ def rotate_identity(
     missing = [str(p) for p in (enc_path, sign_path) if not p.exists()]
     if missing:
         raise KeyFileError(f"cannot rotate '{party}': {', '.join(missing)} not found; {_init_hint(party)}")
+    if passphrase is None and is_encrypted(directory, party) and os.environ.get(PASSPHRASE_ENV):
+        # the new keys get it too: without it they would be written unencrypted (a silent downgrade)
+        passphrase = os.environ[PASSPHRASE_ENV].encode()
     old = load_identity(directory, party, passphrase).public  # proves we hold the keys (and the passphrase)
     retired = RetiredKey(old, now + grace)
     history = [r for r in load_previous(directory, party) if r.identity != old] + [retired]
@@ -374,7 +396,7 @@ def rotate_identity(
         _write_atomic(dst, src.read_bytes(), 0o600)
     history_bytes = (json.dumps([r.to_dict() for r in history], indent=2) + "\n").encode()
     _write_atomic(_previous_path(directory, party), history_bytes, 0o644)
-    new = generate_identity(directory, party, passphrase, overwrite=True)
+    new = generate_identity(directory, party, passphrase, overwrite=True)  # encrypted iff the old keys were
     _log.info("rotated %s: %s -> %s, old keys trusted until %s", party, old.fingerprint, new.fingerprint,
               retired.to_dict()["not_after"])
     return new, retired

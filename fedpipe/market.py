@@ -20,7 +20,7 @@ import xgboost as xgb
 from fedpipe import contract, keys, sealing, trust
 from fedpipe.aggregation import TreeUpdate, iteration_count, load_model_doc, new_trees, to_booster
 from fedpipe.config import FederationConfig
-from fedpipe.errors import MarketDataError
+from fedpipe.errors import MarketDataError, SealError
 from fedpipe.federation_metrics import sufficient_stats
 from fedpipe.strategies.personal import PERSONAL_TREES, personalise
 from fedpipe.metrics import model_metrics, objective_kind
@@ -124,10 +124,30 @@ def validate_data(site: MarketSite, data: MarketData) -> list[contract.Validatio
     return summaries
 
 
+def fetch_genesis(site: MarketSite) -> str:
+    """The sha256 of the run's genesis document, checked against the aggregator's signature.
+
+    It is the parent a market names before there is a global model (round 1; fedavg's round 0): new in every run,
+    so what the market seals now cannot be passed off in another run.
+    """
+    path = site.exchange.genesis()
+    if not (site.exchange.exists(path) and site.exchange.exists(path + ".sig")):
+        raise SealError(f"no signed run genesis at {path} (+ .sig): the centre posts it when the run starts")
+    raw = site.exchange.get(path)
+    aggregator = trust.aggregator_keys(site.federation, keys_dir=site.keys_dir)  # current and rotated-out in grace
+    try:
+        sealing.verify_model(raw, site.exchange.get(path + ".sig"), federation=site.federation.name, round=0,
+                             signer=aggregator, kind=sealing.GENESIS_KIND)
+    except SealError as exc:
+        raise SealError(f"run genesis refused: {exc}") from None
+    return sealing.sha256_hex(raw)
+
+
 def fetch_global_model(site: MarketSite, round_: int, visits: int = 0) -> tuple[dict | None, str]:
-    """The global model this round starts from, checked against the aggregator's signature.
+    """The global model this round starts from, checked against the aggregator's signature, and its sha256.
 
     With ``visits`` (cyclic strategy), the model as it stands after that many markets have added trees this round.
+    Round 1 starts from no model: (None, the run's genesis hash), see :func:`fetch_genesis`.
     """
     aggregator = trust.aggregator_keys(site.federation, keys_dir=site.keys_dir)  # current and rotated-out in grace
     if visits:
@@ -135,7 +155,7 @@ def fetch_global_model(site: MarketSite, round_: int, visits: int = 0) -> tuple[
 
         path, signed_round, kind = site.exchange.visit_model(round_, visits), round_, visit_kind(visits)
     elif round_ == 1:
-        return None, ""
+        return None, fetch_genesis(site)  # not "": that would be the same in every run, so replayable across runs
     else:
         path, signed_round, kind = site.exchange.global_model(round_ - 1), round_ - 1, "global-model"
     raw = site.exchange.get(path)

@@ -106,7 +106,8 @@ def _set_aside(run: Run, done: int) -> list[str]:
 
 
 def resume_run(federation: FederationConfig, run: str | Path) -> tuple[Run, int, dict | None, str]:
-    """Reopen a run; return (run, last completed round, its global model or None, that model's sha256)."""
+    """Reopen a run; return (run, last completed round, its global model or None, that model's sha256 or, with no
+    round done, the run's genesis hash)."""
     root = run_folder(federation, run)
     if federation.source is not None and (root / "federation.toml").exists() and \
             (root / "federation.toml").read_bytes() != Path(federation.source).read_bytes():
@@ -120,7 +121,7 @@ def resume_run(federation: FederationConfig, run: str | Path) -> tuple[Run, int,
     if moved:
         log.warning("run %s: set aside the interrupted round's leftovers: %s", root.name, ", ".join(moved))
     if not records:
-        return handle, 0, None, ""
+        return handle, 0, None, handle.genesis  # round 1 again, from this restart's new genesis
     done = len(records)
     exchange_copy = handle.exchange.global_model(done)
     if not handle.exchange.exists(exchange_copy) or handle.exchange.get(exchange_copy) != raw \

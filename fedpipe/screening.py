@@ -17,10 +17,11 @@ i.e. M x M predictions per round; it is off by default.
 from __future__ import annotations
 
 import copy
+import math
 import statistics
 from typing import Any
 
-from fedpipe.aggregation import TreeUpdate, _model, aggregate_bagging, iteration_count, load_model_doc
+from fedpipe.aggregation import TreeUpdate, _model, aggregate_bagging, base_score, iteration_count, load_model_doc
 from fedpipe.config import FederationConfig
 
 BASELINE = "_baseline"  # not a valid market name, so it never collides with one
@@ -33,6 +34,11 @@ def check_update(federation: FederationConfig, reference: dict | None, update: T
     if iterations != federation.trees_per_round:
         raise ValueError(f"market '{update.market}': update holds {iterations} boosting iterations, "
                          f"the federation asks for {federation.trees_per_round} per round")
+    agreed = federation.model.get("base_score")
+    if agreed is not None and not all(math.isclose(v, float(agreed), rel_tol=1e-6) for v in base_score(doc)):
+        # checked against the config, not only the global model, so round 1's first market cannot set it
+        raise ValueError(f"market '{update.market}': update has base_score {base_score(doc)}, the federation "
+                         f"agreed {float(agreed):g} ([model] base_score)")
     num_feature = int((reference or doc)["learner"]["learner_model_param"]["num_feature"])
     for i, tree in enumerate(_model(doc)["trees"]):
         n = len(tree["left_children"])

@@ -9,6 +9,14 @@ The ciphertext is HPKE (RFC 9180: X25519, HKDF-SHA256, AES-256-GCM) to the recip
 header bytes as `info`, so it is bound to federation, round, market and parent model. The last
 64 bytes are the market's Ed25519 signature over every byte before them.
 
+`parent` is always a sha256 (lowercase hex): of the global model the round starts from, or, before there is
+one (round 1; fedavg's round 0), of the run's genesis document. At the start of every run the centre posts a
+fresh genesis (``global/genesis.json``: federation, run id, time, random nonce), signed with kind
+``GENESIS_KIND``; markets check that signature before sealing against it. So a first-round envelope captured in
+one run does not open in another run of the same federation. Later rounds name a model's hash, and every model
+the centre publishes carries the genesis hash (``fedpipe.central.bind_to_run``), so two runs never publish the same
+bytes even when they build the same trees.
+
 Global models are published with a detached signature document (`sign_model`/`verify_model`).
 Every rejection raises `SealError`, whose message says which check failed.
 
@@ -52,6 +60,7 @@ _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
 KINDS = ("update", "metrics", "reveal")  # reveal: a survivor's secagg seeds (fedpipe.secure_round)
+GENESIS_KIND = "run-genesis"  # signature kind of a run's genesis document (round 1's parent; fedpipe.central)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -85,8 +94,10 @@ def _check_args(federation: str, round: int, parent: str | None = None) -> None:
         raise ValueError("federation must be a non-empty string")
     if not _is_int(round) or round < 0:
         raise ValueError(f"round must be a non-negative int, got {round!r}")
-    if parent is not None and parent != "" and not (isinstance(parent, str) and _SHA256_RE.fullmatch(parent)):
-        raise ValueError("parent must be '' (first round) or the lowercase sha256 hex of the global model")
+    # no empty parent: round 1 starts from the run's genesis, so its envelopes fit no other run
+    if parent is not None and not (isinstance(parent, str) and _SHA256_RE.fullmatch(parent)):
+        raise ValueError("parent must be the lowercase sha256 hex of the model the round starts from "
+                         "(before the first global model: of the run's signed genesis document)")
 
 
 # --- updates -------------------------------------------------------------------------------------
@@ -222,7 +233,7 @@ def open_update(
     if header["parent"] != parent:
         raise SealError(
             f"update from market '{market}' started from parent model {header['parent'][:12] or '(none)'}, "
-            f"expected {parent[:12] or '(none)'}"
+            f"expected {parent[:12]}: sealed in another run or from another model (stale or replayed)"
         )
     recipients = _as_list(recipient)
     for candidate in recipients:

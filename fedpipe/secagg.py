@@ -14,6 +14,14 @@ A revealed seed opens nothing of the survivor's: it only describes the pair with
 sum. (Bonawitz's double masking, which also protects a market whose vector arrives *after* it was declared dropped,
 is not implemented: see SECURITY.md.)
 
+A market whose masked vector reached the centre is never recovered like a dropout, even if the centre then rejects
+it: the survivors' seeds with it would unmask it (fedpipe.secure_round.reveal_request refuses to ask for them).
+
+Fixed point and wrap-around: every sum is taken mod 2^64, so a total whose true value leaves the signed range would
+wrap silently. `encode` refuses a value above 2^62 / (parties * 2^FRAC_BITS) in magnitude (`mask_vector` passes the
+roster's size), so the sum of the whole roster stays below 2^62; `decode` refuses a total at or beyond 2^62, which
+is what a wrapped sum or a vector whose masks did not cancel (e.g. masked under another session) looks like.
+
 Fewer than three markets is refused: with two, each could subtract its own part from the total and read the other's.
 
 API::
@@ -43,6 +51,7 @@ from fedpipe.keys import Identity, PublicIdentity, parse_enc_public
 __all__ = [
     "FRAC_BITS",
     "MIN_PARTIES",
+    "FixedPointRangeError",
     "SecAggError",
     "decode",
     "encode",
@@ -55,8 +64,8 @@ __all__ = [
 ]
 
 MIN_PARTIES = 3
-FRAC_BITS = 16  # fixed point: 1/65536 resolution, |value| up to 2^46 ≈ 7e13 per market
-_LIMIT = 2**62  # keep every encoded value and every plain total clear of the int64 sign boundary
+FRAC_BITS = 16  # fixed point: 1/65536 resolution, |value| below 2^46 / n ≈ 7e13 / n per market (n summed)
+_LIMIT = 2**62  # keep every plain total clear of the int64 sign boundary: a sum never wraps undetected
 _INFO = b"fedpipe-secagg-v1"
 
 
@@ -64,26 +73,55 @@ class SecAggError(FedpipeError):
     """Secure aggregation cannot go on: too few markets, a missing reveal, a malformed masked vector."""
 
 
+class FixedPointRangeError(SecAggError, ValueError):
+    """A value too large for the fixed-point ring, or a total out of its range (also a ValueError)."""
+
+
 # --- fixed-point encoding ------------------------------------------------------------------------
 
 
-def encode(values, frac_bits: int = FRAC_BITS) -> np.ndarray:
-    """Floats to fixed-point integers mod 2^64 (two's complement for negatives), as uint64."""
+def _name(i: int, fields: Sequence[str] | None) -> str:
+    return f"'{fields[i]}'" if fields is not None and i < len(fields) else f"#{i}"
+
+
+def encode(values, frac_bits: int = FRAC_BITS, *, parties: int = 1,
+           fields: Sequence[str] | None = None) -> np.ndarray:
+    """Floats to fixed-point integers mod 2^64 (two's complement for negatives), as uint64.
+
+    ``parties`` is how many such vectors will be summed: each value must stay below 2^62 / parties (scaled), so
+    their sum cannot wrap. ``fields`` names the values in the error.
+    """
+    if isinstance(parties, bool) or not isinstance(parties, int) or parties < 1:
+        raise ValueError(f"parties must be a positive int, got {parties!r}")
     x = np.asarray(values, dtype=np.float64).ravel()
     if not np.isfinite(x).all():
-        raise SecAggError("cannot encode NaN or infinite values for secure aggregation")
+        i = int(np.flatnonzero(~np.isfinite(x))[0])
+        raise FixedPointRangeError(f"cannot encode NaN or infinite values for secure aggregation "
+                                   f"(value {_name(i, fields)} is {x[i]!r})")
     scaled = np.rint(x * 2.0**frac_bits)
-    if scaled.size and np.abs(scaled).max() >= _LIMIT / 2:
-        raise SecAggError(
-            f"value {x[np.abs(scaled).argmax()]!r} is too large for {frac_bits}-bit fixed point "
-            f"(limit ±{_LIMIT / 2 / 2.0**frac_bits:.3g})"
+    if scaled.size and np.abs(scaled).max() >= _LIMIT / parties:
+        i = int(np.abs(scaled).argmax())
+        raise FixedPointRangeError(
+            f"value {_name(i, fields)} = {x[i]!r} is too large for {frac_bits}-bit fixed point summed over "
+            f"{parties} market(s): |value| must stay below {_LIMIT / parties / 2.0**frac_bits:.6g}, or the "
+            "total would wrap around"
         )
     return scaled.astype(np.int64).view(np.uint64)
 
 
 def decode(total: np.ndarray, frac_bits: int = FRAC_BITS) -> np.ndarray:
-    """Fixed-point integers mod 2^64 back to floats."""
-    return np.asarray(total, dtype=np.uint64).view(np.int64).astype(np.float64) / 2.0**frac_bits
+    """Fixed-point integers mod 2^64 back to floats; refuses a total out of range (wrapped, or masks left in)."""
+    signed = np.asarray(total, dtype=np.uint64).view(np.int64)
+    # |signed| >= 2^62 (tested on the int64, without abs: abs(-2^63) overflows)
+    out = (signed >= _LIMIT) | (signed <= -_LIMIT)
+    if out.any():
+        i = int(np.flatnonzero(out)[0])
+        raise FixedPointRangeError(
+            f"total {i} of {signed.size} is out of the fixed-point range (|total| >= 2^62): the sum wrapped "
+            "around, or masks that should have cancelled did not (a vector masked under another roster); "
+            "refusing to decode it"
+        )
+    return signed.astype(np.float64) / 2.0**frac_bits
 
 
 # --- seeds and masks -----------------------------------------------------------------------------
@@ -142,12 +180,13 @@ def mask_vector(
     round: int,
     label: str,
     frac_bits: int = FRAC_BITS,
+    fields: Sequence[str] | None = None,
 ) -> np.ndarray:
     """`values` encoded and masked with every pairwise mask between `me` and the rest of `roster` (uint64)."""
     names = _check_roster(list(roster), "the roster")
     if me.party not in roster:
         raise SecAggError(f"market '{me.party}' is not in the roster {names}")
-    out = encode(values, frac_bits)
+    out = encode(values, frac_bits, parties=len(names), fields=fields)  # the roster's sum must not wrap
     with np.errstate(over="ignore"):
         for peer in names:
             if peer != me.party:
@@ -167,11 +206,14 @@ def reveal_seeds(
 ) -> dict[str, str]:
     """A survivor's seeds with the markets that dropped out (hex by market), for the centre to remove their masks.
 
-    Refuses if `me` is not a survivor, or if fewer than three survivors would remain (their total would then
-    give away a survivor's part to the other).
+    Refuses if `me` is not a survivor or not in the roster, or if fewer than three survivors would remain (their
+    total would then give away a survivor's part to the other). Seeds are only ever revealed with roster markets
+    missing from the survivors (so never with `me`, nor with a market outside the roster).
     """
     names = _check_roster(list(roster), "the roster")
     alive = sorted(set(survivors))
+    if me.party not in names:
+        raise SecAggError(f"market '{me.party}' is asked to reveal seeds but is not in the roster {names}")
     if me.party not in alive:
         raise SecAggError(f"market '{me.party}' is asked to reveal seeds but is not listed among the survivors")
     unknown = set(alive) - set(names)

@@ -11,7 +11,10 @@ With ``[federation] secure_aggregation = true`` the evaluate step goes like this
    (``<state>/<federation>/secure-aggregation/round-NNN.json``);
 3. the centre opens the envelopes; if a roster market's vector is missing (it dropped after masking, or before),
    it publishes the signed list of **survivors**, and each survivor reveals, sealed to the aggregator, its pairwise
-   seed with each missing market (:func:`reveal`), which removes those masks from the sum;
+   seed with each missing market (:func:`reveal`), which removes those masks from the sum. A market whose envelope
+   reached the centre is never "missing", even if its vector is then rejected: the survivors' seeds with it would
+   unmask the vector the centre holds (Bonawitz et al.). Such a round's sum is not unmasked at all
+   (:func:`withhold_sum`), and :func:`publish_survivors` refuses to ask for those seeds (:func:`reveal_request`);
 4. the centre unmasks the sum (:func:`unmask_totals`) and records only ``market = "federation"`` rows in
    metrics.parquet and roi.parquet (:func:`totals_tables`). Per-market rows are absent: that is the point.
 
@@ -151,7 +154,62 @@ def publish_roster(run: Run, round_: int, markets: list[str], label: str = LABEL
     return sorted(markets)
 
 
+def delivered(exchange, round_: int, markets: list[str], label: str = LABEL) -> set[str]:
+    """The markets with an envelope in their slot for ``label``'s step (metrics for the evaluation, the update slot
+    for fedavg's scaler and weights), opened or not: the centre may hold their masked vectors."""
+    slot = exchange.metrics if label == LABEL else exchange.update
+    return {m for m in markets if exchange.exists(slot(round_, m))}
+
+
+def reveal_request(roster: list[str], survivors: list[str], received) -> list[str]:
+    """The roster markets whose seeds the survivors are to reveal: those missing from ``survivors``.
+
+    Refuses a survivor outside the roster, and any missing market in ``received`` (its masked vector reached the
+    centre): with the survivors' seeds with it, the centre could unmask that vector (Bonawitz et al.: never ask for
+    the seeds of a market whose input was received).
+    """
+    names = sorted(roster)
+    alive = sorted(set(survivors))
+    stray = sorted(set(alive) - set(names))
+    if stray:
+        raise secagg.SecAggError(f"survivors {stray} are not in the roster {names}")
+    gone = [m for m in names if m not in alive]
+    held = sorted(set(gone) & set(received))
+    if held:
+        raise secagg.SecAggError(
+            f"refusing to ask the survivors for their seeds with {held}: the centre received their masked vectors, "
+            "and the seeds would unmask them; the secure sum cannot be completed this round")
+    return gone
+
+
+def withhold_sum(roster: list[str], received, vectors: dict[str, np.ndarray],
+                 missing: dict[str, str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """(vectors to sum, reasons for the roster markets left out). A market in ``received`` whose vector is not
+    usable cannot be recovered like a dropout (see :func:`reveal_request`): then nothing is summed, and every
+    market's reason says why."""
+    held = sorted(m for m in roster if m in received and m not in vectors)
+    if not held:
+        return vectors, missing
+    why = (f"secure sum not unmasked: the centre received masked vectors from {held} but cannot use them, and "
+           "may not ask for the survivors' seeds with them (that would unmask them)")
+    return {}, {**missing, **{m: why for m in vectors},
+                **{m: f"{missing.get(m) or 'left out'}; {why}" for m in held}}
+
+
+def _published_roster(run: Run, round_: int, label: str) -> list[str]:
+    path = _doc_path(run.exchange, round_, _named("roster.json", label))
+    if not run.exchange.exists(path):
+        raise secagg.SecAggError(f"round {round_}: no {label} roster published; no survivors to name")
+    return sorted(json.loads(run.exchange.get(path))["markets"])
+
+
 def publish_survivors(run: Run, round_: int, survivors: list[str], label: str = LABEL) -> None:
+    """Sign and post who is in the sum: each survivor then reveals its seeds with the roster markets not listed.
+
+    Refused if a market left out has an envelope in its slot (:func:`delivered`, :func:`reveal_request`).
+    """
+    roster = _published_roster(run, round_, label)
+    reveal_request(roster, survivors, delivered(run.exchange, round_, roster, label))
     _publish_signed(run, round_, _named("survivors.json", label), SURVIVORS_KIND,
                     {"round": round_, "label": label, "survivors": sorted(survivors)})
 
@@ -190,28 +248,63 @@ def _own_record(site: MarketSite, round_: int, label: str = LABEL):
     return site.state_dir / "secure-aggregation" / _named(f"round-{round_:03d}.json", label)
 
 
+def field_names(kind: str) -> list[str]:
+    """One name per value of the :func:`layout` vector (``federated.stats.hist_pos[3]``), for error messages."""
+    names = []
+    for model, part, key, size in layout(kind):
+        base = ".".join(p for p in (model, part, key) if p)
+        names += [base] if size == 1 else [f"{base}[{i}]" for i in range(size)]
+    return names
+
+
 def mask_evaluation(site: MarketSite, round_: int, evaluation: dict[str, Any]) -> dict[str, Any]:
     """The payload a market seals in secure mode: its evaluation sums, masked. Keeps its own figures locally."""
     kind, vector = flatten(evaluation)
-    return mask_values(site, round_, vector, kind=kind, label=LABEL, evaluation=evaluation)
+    return mask_values(site, round_, vector, kind=kind, label=LABEL, fields=field_names(kind), evaluation=evaluation)
+
+
+def _sessions(record: dict) -> dict[str, dict]:
+    """Every session this market masked under for one (round, label): {mask_label: {roster, vector_sha256,
+    revealed_for}} (a record from before the history was kept holds only its last session)."""
+    if "sessions" in record:
+        return dict(record["sessions"])
+    if record.get("mask_label"):
+        return {record["mask_label"]: {k: record.get(k) for k in ("roster", "vector_sha256", "revealed_for")}}
+    return {}
 
 
 def mask_values(site: MarketSite, round_: int, vector: np.ndarray, *, kind: str, label: str,
-                **own: Any) -> dict[str, Any]:
-    """``vector`` masked against the round's ``label`` roster, as the payload to seal; ``own`` figures stay here."""
+                fields: list[str] | None = None, **own: Any) -> dict[str, Any]:
+    """``vector`` masked against the round's ``label`` roster, as the payload to seal; ``own`` figures stay here.
+
+    ``fields`` names the vector's values in a range error. Every session masked under is remembered (not only the
+    last), so an older roster replayed cannot make this market mask other figures with masks it already used.
+    """
     roster, mask_label = fetch_roster_session(site, round_, label)
     digest = hashlib.sha256(np.ascontiguousarray(vector, dtype="float64").tobytes()).hexdigest()
     record_path = _own_record(site, round_, label)
-    if record_path.exists():  # masked before under this roster: only the very same figures may be sent again
-        earlier = json.loads(record_path.read_text())
-        if earlier.get("mask_label") == mask_label and earlier.get("vector_sha256") != digest:
-            raise secagg.SecAggError(
-                f"market '{site.market}' already masked other {label} figures under round {round_}'s roster; "
-                "refusing to mask new ones with the same masks (the aggregator must publish a fresh roster)")
-    masked = secagg.mask_vector(vector, me=site.identity(), roster=roster, federation=site.federation.name,
-                                round=round_, label=mask_label)
+    record = json.loads(record_path.read_text()) if record_path.exists() else {}
+    sessions = _sessions(record)
+    earlier = sessions.get(mask_label)
+    if earlier and mask_label != record.get("mask_label"):  # a superseded roster posted again (replayed)
+        raise secagg.SecAggError(
+            f"market '{site.market}' already masked {label} figures under round {round_}'s session '{mask_label}' "
+            "and has masked under a newer roster since; refusing to mask under the old one again")
+    # masked before under this session: only the very same figures, for the very same roster, may be sent again
+    if earlier and (earlier.get("vector_sha256") != digest or earlier.get("roster") != sorted(roster)):
+        raise secagg.SecAggError(
+            f"market '{site.market}' already masked other {label} figures (or for another roster) under round "
+            f"{round_}'s session '{mask_label}'; refusing to mask new ones with the same masks (the aggregator "
+            "must publish a fresh roster)")
+    try:
+        masked = secagg.mask_vector(vector, me=site.identity(), roster=roster, federation=site.federation.name,
+                                    round=round_, label=mask_label, fields=fields)
+    except secagg.FixedPointRangeError as exc:
+        raise secagg.FixedPointRangeError(f"market '{site.market}', round {round_} {label}: {exc}") from None
+    revealed_for = earlier.get("revealed_for") if earlier else None  # sending the same again resets nothing
+    sessions[mask_label] = {"roster": sorted(roster), "vector_sha256": digest, "revealed_for": revealed_for}
     atomic_write_json(record_path, {"round": round_, "roster": sorted(roster), **own, "mask_label": mask_label,
-                                    "vector_sha256": digest, "revealed_for": None})
+                                    "vector_sha256": digest, "revealed_for": revealed_for, "sessions": sessions})
     return {"market": site.market, "secagg": {"kind": kind, "label": label, "size": int(np.size(vector)),
                                               "masked": secagg.to_wire(masked)}}
 
@@ -226,21 +319,28 @@ def reveal(site: MarketSite, round_: int, label: str = LABEL) -> dict[str, Any]:
     if not record_path.exists():
         raise secagg.SecAggError(f"market '{site.market}' did not mask {label} in round {round_}: nothing to reveal")
     record = json.loads(record_path.read_text())
-    doc = _fetch_signed(site, round_, _named("survivors.json", label), SURVIVORS_KIND)
-    survivors = sorted(doc.get("survivors") or [])
-    if doc.get("round") != round_ or doc.get("label", LABEL) != label or not set(survivors) <= set(record["roster"]):
-        raise secagg.SecAggError(f"market '{site.market}': survivors list for round {round_} is not a subset of "
-                                 f"the roster {record['roster']}")
-    if record["revealed_for"] not in (None, survivors):
-        raise secagg.SecAggError(f"market '{site.market}' already revealed seeds for survivors "
-                                 f"{record['revealed_for']} in round {round_}; refusing a second, different list")
+    sessions = _sessions(record)
     roster, mask_label = fetch_roster_session(site, round_, label)
-    if mask_label != record.get("mask_label", label):
+    session = sessions.get(mask_label)
+    # only the session it last masked under: the centre may hold every market's vector of an older one
+    if session is None or mask_label != record.get("mask_label"):
         raise secagg.SecAggError(f"market '{site.market}': round {round_}'s roster changed since it masked; "
                                  "no seeds to reveal for this one")
+    if sorted(roster) != session["roster"]:  # only ever reveal for the roster it masked with
+        raise secagg.SecAggError(f"market '{site.market}': round {round_}'s roster {sorted(roster)} is not the "
+                                 f"one it masked with {session['roster']}; refusing to reveal")
+    doc = _fetch_signed(site, round_, _named("survivors.json", label), SURVIVORS_KIND)
+    survivors = sorted(doc.get("survivors") or [])
+    if doc.get("round") != round_ or doc.get("label", LABEL) != label or not set(survivors) <= set(session["roster"]):
+        raise secagg.SecAggError(f"market '{site.market}': survivors list for round {round_} is not a subset of "
+                                 f"the roster {session['roster']}")
+    if session["revealed_for"] not in (None, survivors):
+        raise secagg.SecAggError(f"market '{site.market}' already revealed seeds for survivors "
+                                 f"{session['revealed_for']} in round {round_}; refusing a second, different list")
     seeds = secagg.reveal_seeds(me=site.identity(), roster=roster, survivors=survivors,
                                 federation=site.federation.name, round=round_, label=mask_label)
-    atomic_write_json(record_path, {**record, "revealed_for": survivors})
+    sessions[mask_label] = {**session, "revealed_for": survivors}
+    atomic_write_json(record_path, {**record, "revealed_for": survivors, "sessions": sessions})
     return {"market": site.market, "round": round_, "label": label, "seeds": seeds}
 
 

@@ -54,7 +54,7 @@ def atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
 class Exchange:
     """Round-addressed blobs at an fsspec URL.
 
-    Layout: ``global/round-NNN.json`` (+ ``.sig``), ``round-NNN/updates/<market>.sealed``,
+    Layout: ``global/genesis.json`` and ``global/round-NNN.json`` (+ ``.sig``), ``round-NNN/updates/<market>.sealed``,
     ``round-NNN/visits/after-VV.json`` (+ ``.sig``, cyclic only),
     ``round-NNN/metrics/<market>.sealed``, ``round-NNN/status/<market>.json``.
     """
@@ -68,6 +68,10 @@ class Exchange:
 
     def global_model(self, round_: int) -> str:
         return self._path("global", f"round-{round_:03d}.json")
+
+    def genesis(self) -> str:
+        """The run's signed genesis document (+ ``.sig``): round 1's parent (fedpipe.central.publish_genesis)."""
+        return self._path("global", "genesis.json")
 
     def visit_model(self, round_: int, visits: int) -> str:
         """Cyclic strategy: the model as it stands after ``visits`` markets have added their trees this round."""

@@ -11,7 +11,8 @@ from prefect import flow, get_run_logger
 
 from fedpipe.errors import QuorumError
 from fedpipe.fedavg_round import SCALER, WEIGHTS, misfits, objective
-from fedpipe.market import describe_failure
+from fedpipe.market import describe_failure, fetch_genesis
+from fedpipe.secure_round import withhold_sum
 from flows.market import _site
 from flows.secure import recover_masks
 from tasks.central import publish_global_model, record_failure
@@ -28,7 +29,8 @@ def market_scaler(config: str, market: str, round_: int, exchange: str) -> str:
     try:
         data = load_market_data(site)
         validate_market_data(site, data)
-        publish(site, site.exchange.update(round_, market), seal_payload(site, round_, "", scaler_payload(site, data)))
+        envelope = seal_payload(site, round_, fetch_genesis(site), scaler_payload(site, data))  # parent: the genesis
+        publish(site, site.exchange.update(round_, market), envelope)
     except Exception as exc:
         report_status(site, round_, "excluded", **describe_failure(site, exc))
         raise
@@ -57,7 +59,7 @@ def start_model(run_market_flows, config: str, run, markets: list[str], global_d
     """fedavg before round 1: the pooled scaler with zero weights, published as round 0. Otherwise a no-op."""
     if run.federation.strategy != "fedavg" or global_doc is not None:
         return global_doc, parent
-    payloads, dropped = _collect(run_market_flows, market_scaler, config, run, 0, "", markets, SCALER, None)
+    payloads, dropped = _collect(run_market_flows, market_scaler, config, run, 0, parent, markets, SCALER, None)
     if len(payloads) < run.federation.quorum:
         error = QuorumError(f"round 0: only {len(payloads)} market(s) sent usable feature statistics "
                             f"({', '.join(sorted(payloads)) or 'none'}), quorum is {run.federation.quorum}; "
@@ -84,9 +86,14 @@ def _collect(run_market_flows, market_flow, config: str, run, round_: int, paren
     opened, dropped = open_sealed_updates(run, round_, parent, roster)
     if not secure:
         return check_plain(run, label, global_doc, opened, dropped)
-    kind, vectors, missing = open_masked(run, round_, roster, opened, dropped)
+    kind, vectors, missing = open_masked(run, round_, roster, opened, dropped, label)
     refused = misfits(vectors, label, global_doc)
-    vectors, missing = {m: v for m, v in vectors.items() if m not in refused}, {**missing, **refused}
+    # a misfit's vector reached the centre: it is no dropout, its masks cannot be recovered without unmasking it
+    vectors, missing = withhold_sum(roster, opened, {m: v for m, v in vectors.items() if m not in refused},
+                                    {**missing, **refused})
+    if not vectors:  # nothing to sum: the round's quorum check reports each market's reason
+        get_run_logger().warning("round %d: no %s sum: %s", round_, label, missing)
+        return {}, missing
     revealed = recover_masks(run_market_flows, config, run, round_, parent, sorted(vectors), missing, label)
     features = next((p["secagg"].get("features") for m, p in sorted(opened.items()) if m in vectors), None)
     return unmask_total(round_, label, vectors, roster, revealed, missing,

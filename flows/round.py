@@ -6,11 +6,12 @@ from prefect import flow, get_run_logger
 
 from fedpipe.config import load_federation
 from fedpipe.errors import QuorumError
+from fedpipe.strategies import check_strategy
 from flows.dispatch import market_runner
 from flows.fedavg import start_model
 from flows.market import market_describe, market_evaluate
 from flows.registry import register_model
-from flows.strategies import check_strategy, collect_updates
+from flows.strategies import collect_updates
 from flows.screening import screen_on_holdout
 from tasks.central import (aggregate_updates, open_metrics, publish_global_model, record_failure, record_round,
                            start_run, write_summary)
@@ -36,7 +37,8 @@ def federated_training(config: str, rounds: int | None = None, run_id: str | Non
     if resume:
         run, done, global_doc, parent = resume_run(federation, resume)
     else:
-        run, done, global_doc, parent = start_run(federation, run_id), 0, None, ""
+        run = start_run(federation, run_id)
+        done, global_doc, parent = 0, None, run.genesis  # round 1 starts from the run's signed genesis, not ""
     exchange, markets = run.exchange.url, list(federation.markets)
     run_market_flows = market_runner(dispatch or federation.dispatch, federation.name)
     run_market_flows(market_describe, markets, federation.market_timeout_s, config=config, exchange=exchange)

@@ -27,7 +27,6 @@ from flows.market import market_train
 from tasks.central import aggregate_updates, leave_out, open_updates, publish_visit_model
 from tasks.histogram import prepare_tls, sign_tls_requests, start_federated_server, stop_federated_server
 
-HISTOGRAM_HOST = os.environ.get("FEDPIPE_HISTOGRAM_HOST", "127.0.0.1")  # markets dial this; loopback by default
 
 
 def collect_updates(federation, run_market_flows, markets: list[str], run, round_: int, global_doc: dict | None,
@@ -82,7 +81,8 @@ def cyclic_round(federation, run_market_flows, markets: list[str], run, global_d
 def histogram_round(federation, run_market_flows, markets: list[str], *, config: str, round_: int,
                     exchange: str) -> None:
     logger = get_run_logger()
-    tls = prepare_tls(federation, exchange, round_, HISTOGRAM_HOST)  # CA and server key stay at the centre
+    host = os.environ.get("FEDPIPE_HISTOGRAM_HOST") or federation.histogram_host  # markets dial it; loopback default
+    tls = prepare_tls(federation, exchange, round_, host)  # CA and server key stay at the centre
     # each market checks its data, makes its own TLS key and posts a signed CSR; one without a valid request sits
     # the round out (the collective would wait for it until the timeout)
     run_market_flows(market_join_histogram, markets, federation.market_timeout_s, config=config, round_=round_,
@@ -93,7 +93,7 @@ def histogram_round(federation, run_market_flows, markets: list[str], *, config:
         return
     server, port = start_federated_server(len(markets), tls, federation.market_timeout_s)
     logger.info("round %d: federated server on port %d (mutual TLS), %d markets joining", round_, port, len(markets))
-    params = dict(config=config, round_=round_, exchange=exchange, address=f"{HISTOGRAM_HOST}:{port}",
+    params = dict(config=config, round_=round_, exchange=exchange, address=f"{host}:{port}",
                   collective=markets)
     try:
         if run_market_flows is run_subflows:  # embedded: XGBoost's communicator is per process, so one each
@@ -125,23 +125,3 @@ def run_market_processes(markets: list[str], timeout_s: float, **params) -> dict
         if codes[market] != 0:
             logger.warning("%s: market-train-histogram exited with code %s", market, codes[market])
     return codes
-
-
-def check_strategy(strategy: str, federation=None) -> str:
-    """The strategy, if the round flow runs it; a clear error otherwise (and before any market trains)."""
-    from fedpipe.config import STRATEGIES
-
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy '{strategy}' is not one the round flow runs (choose from {', '.join(STRATEGIES)})")
-    if strategy == "cyclic" and federation is not None and federation.screening.holdout_check:
-        # each visit builds on the last, so one update cannot be judged (or dropped) apart from the ones after it
-        raise ValueError("strategy 'cyclic' cannot be combined with [screening] holdout_check = true "
-                         "(each market's trees are fitted on top of the previous market's)")
-    if strategy == "fedavg" and federation is not None and federation.screening.holdout_check:
-        raise ValueError("strategy 'fedavg' cannot be combined with [screening] holdout_check = true "
-                         "(hold-out screening scores tree updates)")
-    if strategy == "histogram":
-        from fedpipe.strategies.histogram import require_federated_plugin
-
-        require_federated_plugin()
-    return strategy

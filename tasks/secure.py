@@ -33,11 +33,16 @@ def seal_reveal(site: m.MarketSite, round_: int, parent: str, label: str = s.LAB
 
 
 @secure_task
-def open_masked(run, round_: int, roster: list[str], opened: dict, dropped: dict):
-    """(kind, masked vectors, reasons for roster markets missing from the sum)."""
+def open_masked(run, round_: int, roster: list[str], opened: dict, dropped: dict, label: str = s.LABEL):
+    """(kind, masked vectors, reasons for roster markets missing from the sum).
+
+    No vectors at all if one whose envelope reached the centre is unusable: it cannot be recovered like a dropout.
+    """
     kind, vectors, refused = s.masked_vectors(opened, roster)
     missing = {mk: refused.get(mk) or dropped.get(mk, "no masked evaluation delivered")
                for mk in roster if mk not in vectors}
+    received = set(opened) | s.delivered(run.exchange, round_, roster, label)
+    vectors, missing = s.withhold_sum(roster, received, vectors, missing)
     for market, why in missing.items():
         get_run_logger().warning("round %d: %s is missing from the secure sum: %s", round_, market, why)
     return kind, vectors, missing
@@ -51,6 +56,9 @@ def open_reveals(run, round_: int, parent: str, survivors: list[str], label: str
 @secure_task
 def sum_evaluations(round_: int, kind: str, vectors: dict, roster: list[str], revealed: dict):
     """The federation's rows from the unmasked sum; none (and a warning) if it cannot be unmasked."""
+    if not vectors:  # withheld (see open_masked's warnings) or none delivered
+        get_run_logger().warning("round %d: no federation figures recorded: no masked vectors to sum", round_)
+        return s.totals_tables(round_, None)
     try:
         totals = s.unmask_totals(kind, vectors, roster, revealed)
     except secagg.SecAggError as exc:

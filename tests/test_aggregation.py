@@ -1,6 +1,10 @@
 """Tree aggregation on real XGBoost models: the aggregated margin is the row-weighted average of the steps."""
 
+import json
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 import xgboost as xgb
 
@@ -85,3 +89,71 @@ def test_nan_leaf_is_refused():
     ua.model["learner"]["gradient_booster"]["model"]["trees"][0]["split_conditions"][-1] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         aggregate_bagging(None, [ua])
+
+
+def _fd001():
+    """Real C-MAPSS FD001 rows, labelled "fails within 30 cycles" (the predictive-maintenance use case's label)."""
+    table = pd.read_parquet(Path(__file__).resolve().parents[1] / "usecases" / "predictive_maintenance" / "data"
+                            / "FD001" / "train.parquet")
+    rul = table.groupby("unit")["cycle"].transform("max") - table["cycle"]
+    features = table.drop(columns=["unit", "cycle"])
+    return xgb.DMatrix(features, label=(rul <= 30).astype(int), feature_names=list(features.columns))
+
+
+def test_internal_base_weights_are_masked_and_predictions_stay_bit_identical():
+    # An internal node's base weight is -G/(H+lambda) of the rows reaching it: the root's gives the label mean.
+    dm = _fd001()
+    booster = xgb.train({**PARAMS, "max_depth": 4}, dm, num_boost_round=5)
+    plain = booster.save_raw("json")
+    masked = new_trees(booster, 0)
+    trees = masked["learner"]["gradient_booster"]["model"]["trees"]
+    raw_trees = json.loads(plain)["learner"]["gradient_booster"]["model"]["trees"]
+    assert any(w != 0 for t in raw_trees for w, left in zip(t["base_weights"], t["left_children"]) if left != -1)
+    for tree, raw in zip(trees, raw_trees):
+        internal = [i for i, left in enumerate(tree["left_children"]) if left != -1]
+        assert internal and all(tree["base_weights"][i] == 0.0 for i in internal)
+        leaves = [i for i, left in enumerate(tree["left_children"]) if left == -1]
+        assert [tree["base_weights"][i] for i in leaves] == [raw["base_weights"][i] for i in leaves]
+        assert tree["split_conditions"] == raw["split_conditions"]
+    reloaded = to_booster(masked)  # XGBoost loads the masked JSON document
+    for kind in ({}, {"output_margin": True}, {"pred_leaf": True}):
+        assert np.array_equal(reloaded.predict(dm, **kind), booster.predict(dm, **kind)), kind
+    merged = to_booster(aggregate_bagging(None, [TreeUpdate("A", masked, dm.num_row())]))
+    assert np.array_equal(merged.predict(dm), booster.predict(dm))  # weight 1: the global model predicts the same
+
+
+def test_multi_target_trees_mask_whole_internal_vectors():
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(300, 3))
+    dm = xgb.DMatrix(X, np.c_[X[:, 0] + X[:, 2], X[:, 1]])
+    booster = xgb.train({"tree_method": "hist", "multi_strategy": "multi_output_tree", "max_depth": 3,
+                         "base_score": 0.0}, dm, num_boost_round=2)
+    masked = new_trees(booster, 0)
+    for tree in masked["learner"]["gradient_booster"]["model"]["trees"]:
+        width = len(tree["base_weights"]) // len(tree["left_children"])
+        assert width == 2
+        for node, left in enumerate(tree["left_children"]):
+            if left != -1:
+                assert tree["base_weights"][node * width:(node + 1) * width] == [0.0, 0.0]
+    assert np.array_equal(to_booster(masked).predict(dm), booster.predict(dm))
+
+
+def test_update_grown_on_another_base_score_is_refused():
+    # Without an agreed base_score XGBoost fits B's intercept to B's labels: its trees are steps from there.
+    _, ua = _update("A", _data(10), 1)
+    own = {k: v for k, v in PARAMS.items() if k != "base_score"}
+    X = np.random.default_rng(11).normal(size=(200, 4))
+    dm = xgb.DMatrix(X, (X[:, 0] > -1).astype(int))  # B's label mean is far from 0.5
+    ub = TreeUpdate("B", new_trees(xgb.train(own, dm, 1), 0), dm.num_row())
+    with pytest.raises(ValueError, match=r"market 'B': update has base_score 0\.8\d*, global model has 0\.5\b"):
+        aggregate_bagging(None, [ua, ub])
+
+
+def test_base_score_is_compared_as_a_number():
+    _, ua = _update("A", _data(12), 1)
+    _, ub = _update("B", _data(13), 1)
+    ub.model["learner"]["learner_model_param"]["base_score"] = "5.0000001E-1"  # older XGBoost's unbracketed form
+    assert tree_count(aggregate_bagging(None, [ua, ub])) == 2
+    ub.model["learner"]["learner_model_param"]["base_score"] = "[5.01E-1]"
+    with pytest.raises(ValueError, match="market 'B': update has base_score 0.501, global model has 0.5"):
+        aggregate_bagging(None, [ua, ub])

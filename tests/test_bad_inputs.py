@@ -36,6 +36,8 @@ usecase = "predictive_maintenance"
 quorum = 1
 runs_dir = "{tmp_path / 'runs'}"
 keys_dir = "{tmp_path / 'keys'}"
+[model]
+base_score = 0.5
 [usecase]
 {usecase_options}
 [markets.M1]

@@ -89,8 +89,10 @@ def _site(run, name):
     return market.MarketSite(run.federation, name, run.exchange)
 
 
-def _post(run, name, payload, round_=1, parent=""):
-    """Seal ``payload`` as market ``name`` and post it to its own slot, as the market flow does."""
+def _post(run, name, payload, round_=1, parent=None):
+    """Seal ``payload`` as market ``name`` and post it to its own slot, as the market flow does (by default on the
+    run's genesis, as in round 1)."""
+    parent = run.genesis if parent is None else parent
     run.exchange.put(run.exchange.update(round_, name), market.seal_payload(_site(run, name), round_, parent, payload))
 
 
@@ -100,7 +102,7 @@ def _post(run, name, payload, round_=1, parent=""):
 def test_valid_updates_open(run, payloads):
     for name in MARKETS:
         _post(run, name, payloads[name])
-    opened, dropped = central.open_sealed(run, 1, "", "update")
+    opened, dropped = central.open_sealed(run, 1, run.genesis, "update")
     assert dropped == {}
     assert opened == payloads  # the trees and row counts, exactly as the markets sealed them
 
@@ -108,14 +110,15 @@ def test_valid_updates_open(run, payloads):
 def _wrong_key(run, payloads, tmp_path):
     keys.generate_identity(tmp_path / "rogue", "FD002")  # someone else's key pair under FD002's name
     return sealing.seal_update(
-        json.dumps(payloads["FD002"]).encode(), federation=run.federation.name, round=1, market="FD002", parent="",
+        json.dumps(payloads["FD002"]).encode(), federation=run.federation.name, round=1, market="FD002",
+        parent=run.genesis,
         recipient=keys.load_public_identity(run.federation.keys_dir, "aggregator"),
         signer=keys.load_identity(tmp_path / "rogue", "FD002"),
     )
 
 
 def _flipped(run, payloads, tmp_path):
-    envelope = bytearray(market.seal_payload(_site(run, "FD002"), 1, "", payloads["FD002"]))
+    envelope = bytearray(market.seal_payload(_site(run, "FD002"), 1, run.genesis, payloads["FD002"]))
     envelope[len(envelope) // 2] ^= 0x01
     return bytes(envelope)
 
@@ -123,12 +126,14 @@ def _flipped(run, payloads, tmp_path):
 TAMPERED = {
     # id: (the bytes found in FD002's round-1 slot, what the reason must say)
     "signed with the wrong key": (_wrong_key, r"invalid signature on update from market 'FD002'"),
-    "sealed for another round": (lambda run, p, _: market.seal_payload(_site(run, "FD002"), 2, "", p["FD002"]),
+    "sealed for another round": (lambda run, p, _: market.seal_payload(_site(run, "FD002"), 2, run.genesis,
+                                                                    p["FD002"]),
                                  r"round 2, expected 1"),
     "sealed on a stale parent": (lambda run, p, _: market.seal_payload(_site(run, "FD002"), 1, "ab" * 32,
                                                                        p["FD002"]), r"parent model abababababab"),
     "bytes flipped": (_flipped, r"invalid signature .*tampered"),
-    "another market's envelope": (lambda run, p, _: market.seal_payload(_site(run, "FD001"), 1, "", p["FD001"]),
+    "another market's envelope": (lambda run, p, _: market.seal_payload(_site(run, "FD001"), 1, run.genesis,
+                                                                         p["FD001"]),
                                   r"'FD001'"),
     "not an envelope": (lambda *_: b'{"model": {}, "n_rows": 10}', r"bad magic"),
 }
@@ -139,7 +144,7 @@ def test_a_bad_envelope_is_dropped_with_a_reason_and_the_others_open(run, payloa
     _post(run, "FD001", payloads["FD001"])
     _post(run, "FD003", payloads["FD003"])
     run.exchange.put(run.exchange.update(1, "FD002"), make(run, payloads, tmp_path))
-    opened, dropped = central.open_sealed(run, 1, "", "update")
+    opened, dropped = central.open_sealed(run, 1, run.genesis, "update")
     assert opened == {"FD001": payloads["FD001"], "FD003": payloads["FD003"]}
     assert list(dropped) == ["FD002"]
     assert dropped["FD002"].startswith("rejected update: ")
@@ -147,9 +152,9 @@ def test_a_bad_envelope_is_dropped_with_a_reason_and_the_others_open(run, payloa
 
 
 def test_envelope_in_another_markets_slot_is_named_as_such(run, payloads):
-    envelope = market.seal_payload(_site(run, "FD001"), 1, "", payloads["FD001"])
+    envelope = market.seal_payload(_site(run, "FD001"), 1, run.genesis, payloads["FD001"])
     run.exchange.put(run.exchange.update(1, "FD002"), envelope)
-    _, dropped = central.open_sealed(run, 1, "", "update")
+    _, dropped = central.open_sealed(run, 1, run.genesis, "update")
     assert "FD002's slot" in dropped["FD002"] and "unknown market" not in dropped["FD002"]
 
 
@@ -158,14 +163,14 @@ def test_status_notes_explain_missing_updates(run, payloads):
     why = "market 'FD002': <market data>/train.parquet: field 'sensor_4': 3 null values"
     market.write_status(_site(run, "FD002"), 1, "excluded", reason=why, file="train.parquet", field="sensor_4")
     # FD003 posts nothing at all.
-    opened, dropped = central.open_sealed(run, 1, "", "update")
+    opened, dropped = central.open_sealed(run, 1, run.genesis, "update")
     assert list(opened) == ["FD001"]
     assert dropped == {"FD002": why, "FD003": "no update delivered"}
 
 
 def test_status_sealed_without_an_envelope_is_reported(run):
     market.write_status(_site(run, "FD001"), 1, "sealed", trees=K)
-    _, dropped = central.open_sealed(run, 1, "", "update")
+    _, dropped = central.open_sealed(run, 1, run.genesis, "update")
     assert dropped["FD001"] == "status 'sealed' but no sealed update"
 
 
@@ -173,7 +178,7 @@ def test_status_sealed_without_an_envelope_is_reported(run):
 def test_a_garbled_status_note_does_not_stop_the_others(run, payloads, note):
     _post(run, "FD001", payloads["FD001"])
     run.exchange.put(run.exchange.status(1, "FD002"), note)
-    opened, dropped = central.open_sealed(run, 1, "", "update")
+    opened, dropped = central.open_sealed(run, 1, run.genesis, "update")
     assert list(opened) == ["FD001"] and "FD002" in dropped
 
 
@@ -196,7 +201,7 @@ def test_metrics_open_only_from_the_metrics_slot_and_for_this_model(run, payload
 
 def test_below_quorum_raises_and_says_no_model_was_written(run, payloads):
     _post(run, "FD001", payloads["FD001"])
-    opened, _ = central.open_sealed(run, 1, "", "update")
+    opened, _ = central.open_sealed(run, 1, run.genesis, "update")
     with pytest.raises(QuorumError, match="no global model written") as info:
         central.aggregate_round(None, opened, quorum=2, round_=1)
     assert "round 1: only 1 valid update(s) (FD001), quorum is 2" in str(info.value)
@@ -289,7 +294,7 @@ def test_published_global_model_verifies_and_matches_the_run_copy(run, payloads,
         sealing.verify_model(raw, signature, federation="test-fed", round=2, signer=aggregator)
     # What a market fetches for round 2 is this model, with this parent hash.
     fetched, parent = market.fetch_global_model(_site(run, "FD001"), 2)
-    assert parent == sha and fetched == doc
+    assert parent == sha and fetched == central.bind_to_run(doc, run.genesis)  # the model, naming its run
 
 
 def test_start_run_points_latest_at_the_run(federation, tmp_path):
@@ -310,7 +315,7 @@ def test_a_market_the_centre_dropped_stays_out_even_if_its_update_lands_late(run
     _post(run, "FD002", payloads["FD002"])  # a timed-out run that was not yet stopped still delivers
     note = {"market": "FD002", "round": 1, "status": "dropped", "reason": "market-train did not finish within 90 s"}
     run.exchange.put(run.exchange.dropped(1, "FD002"), json.dumps(note).encode())
-    opened, dropped = central.open_sealed(run, 1, "", "update")
+    opened, dropped = central.open_sealed(run, 1, run.genesis, "update")
     assert "FD002" not in opened and "FD001" in opened
     assert dropped["FD002"] == "market-train did not finish within 90 s"
 
@@ -322,7 +327,7 @@ def test_visit_model_is_what_the_next_market_starts_from_and_is_not_a_global_mod
     doc = central.aggregate_round(None, {"FD001": payloads["FD001"]}, 1, 1, "cyclic")
     sha = central.publish_visit_model(run, 1, 1, doc)
     fetched, parent = market.fetch_global_model(_site(run, "FD002"), 1, visits=1)
-    assert (fetched, parent) == (doc, sha)
+    assert (fetched, parent) == (central.bind_to_run(doc, run.genesis), sha)
     # The visit model cannot be passed off as a round's global model, nor as a later visit's.
     path = run.exchange.visit_model(1, 1)
     run.exchange.put(run.exchange.global_model(1), run.exchange.get(path))
@@ -336,19 +341,80 @@ def test_visit_model_is_what_the_next_market_starts_from_and_is_not_a_global_mod
 
 
 def test_updates_open_against_each_markets_own_parent(run, payloads):
-    _post(run, "FD001", payloads["FD001"], parent="")
+    _post(run, "FD001", payloads["FD001"])
     _post(run, "FD002", payloads["FD002"], parent="a" * 64)
-    opened, dropped = central.open_sealed(run, 1, {"FD001": "", "FD002": "b" * 64}, "update")
+    _post(run, "FD003", payloads["FD003"])
+    opened, dropped = central.open_sealed(run, 1, {"FD001": run.genesis, "FD002": "b" * 64}, "update")
     assert list(opened) == ["FD001"]
     assert "parent" in dropped["FD002"]  # it started from a model other than the visit model it was given
-    only, _ = central.open_sealed(run, 1, {"FD001": ""}, "update", markets=["FD001"])
+    assert "'FD003' was not asked to take part in round 1" in dropped["FD003"]  # no parent of its own: not counted
+    only, _ = central.open_sealed(run, 1, {"FD001": run.genesis}, "update", markets=["FD001"])
     assert list(only) == ["FD001"]
+    with pytest.raises(ValueError, match="sha256"):  # "" would fit every run's first round
+        central.open_sealed(run, 1, "", "update")
+
+
+# --- run binding: the genesis -------------------------------------------------------------------------------
+
+
+def test_a_first_round_envelope_from_another_run_is_refused(federation, payloads, tmp_path):
+    """Round 1 starts from the run's signed genesis: run A's round-1 update, copied into run B's slot, is refused."""
+    fed = federation.model_copy(update={"runs_dir": tmp_path / "runs"})
+    run_a, run_b = central.start_run(fed, "run-a"), central.start_run(fed, "run-b")
+    assert run_a.genesis != run_b.genesis
+    aggregator = keys.load_public_identity(fed.keys_dir, "aggregator")
+    for run in (run_a, run_b):
+        raw = run.exchange.get(run.exchange.genesis())
+        sealing.verify_model(raw, run.exchange.get(run.exchange.genesis() + ".sig"), federation="test-fed", round=0,
+                             signer=aggregator, kind=sealing.GENESIS_KIND)
+        assert json.loads(raw)["run_id"] == run.run_id and (run.root / "genesis.json").read_bytes() == raw
+        assert run.genesis == sealing.sha256_hex(raw)
+        assert market.fetch_global_model(_site(run, "FD001"), 1) == (None, run.genesis)  # what markets seal against
+    captured = market.seal_payload(_site(run_a, "FD001"), 1, run_a.genesis, payloads["FD001"])
+    run_b.exchange.put(run_b.exchange.update(1, "FD001"), captured)
+    _post(run_b, "FD002", payloads["FD002"])
+    opened, dropped = central.open_sealed(run_b, 1, run_b.genesis, "update")
+    assert list(opened) == ["FD002"]
+    assert re.search(rf"market 'FD001' started from parent model {run_a.genesis[:12]}, expected "
+                     rf"{run_b.genesis[:12]}: sealed in another run", dropped["FD001"]), dropped["FD001"]
+    run_a.exchange.put(run_a.exchange.update(1, "FD001"), captured)  # in its own run it opens
+    assert list(central.open_sealed(run_a, 1, run_a.genesis, "update")[0]) == ["FD001"]
+
+
+def test_a_later_round_envelope_from_another_run_is_refused_too(federation, payloads, tmp_path):
+    """Two runs that build the very same model still publish different bytes (the model names its run), so run A's
+    round-2 update, which names run A's round-1 model as its parent, does not open in run B."""
+    fed = federation.model_copy(update={"runs_dir": tmp_path / "runs"})
+    run_a, run_b = central.start_run(fed, "same-a"), central.start_run(fed, "same-b")
+    doc = central.aggregate_round(None, {n: payloads[n] for n in ("FD001", "FD003")}, quorum=2, round_=1)
+    parent_a, parent_b = central.publish_global_model(run_a, 1, doc), central.publish_global_model(run_b, 1, doc)
+    assert parent_a != parent_b
+    for run, parent in ((run_a, parent_a), (run_b, parent_b)):
+        global_doc, sha = market.fetch_global_model(_site(run, "FD001"), 2)
+        assert sha == parent and global_doc["learner"]["attributes"]["fedpipe_run"] == run.genesis
+        np.testing.assert_array_equal(to_booster(global_doc).get_dump(), to_booster(doc).get_dump())  # same trees
+    run_b.exchange.put(run_b.exchange.update(2, "FD001"),
+                       market.seal_payload(_site(run_a, "FD001"), 2, parent_a, payloads["FD001"]))
+    _, dropped = central.open_sealed(run_b, 2, parent_b, "update")
+    assert "sealed in another run" in dropped["FD001"], dropped["FD001"]
+
+
+def test_a_restarted_run_gets_a_new_genesis(federation, payloads, tmp_path):
+    """Resuming (start_run on the same folder) posts a new genesis: the interrupted attempt's updates do not count."""
+    fed = federation.model_copy(update={"runs_dir": tmp_path / "runs"})
+    first = central.start_run(fed, "again")
+    _post(first, "FD001", payloads["FD001"])
+    second = central.start_run(fed, "again")
+    assert second.genesis != first.genesis
+    assert market.fetch_global_model(_site(second, "FD001"), 1)[1] == second.genesis
+    _, dropped = central.open_sealed(second, 1, second.genesis, "update")
+    assert "started from parent model" in dropped["FD001"]
 
 
 def test_left_out_market_stays_out_with_the_centres_reason(run, payloads):
     central.leave_out(run, 1, "FD003", "rejected update: trees do not fit")
     _post(run, "FD003", payloads["FD003"])
-    opened, dropped = central.open_sealed(run, 1, "", "update")
+    opened, dropped = central.open_sealed(run, 1, run.genesis, "update")
     assert "FD003" not in opened and dropped["FD003"] == "rejected update: trees do not fit"
 
 

@@ -2,6 +2,8 @@
 
 import subprocess
 import sys
+import types
+from pathlib import Path
 
 import pytest
 
@@ -33,3 +35,42 @@ def test_bad_config_is_a_clear_error_not_a_traceback(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "fed.toml: field 'rounds'" in done.stderr and "Traceback" not in done.stderr
+
+
+DEMO = Path(__file__).resolve().parents[1] / "federations" / "cmapss.toml"
+
+
+@pytest.fixture
+def no_round_flow(monkeypatch):
+    """`fedpipe run` must refuse before it reaches the round flow (and Prefect): a stand-in that fails if called."""
+    def federated_training(**_):
+        raise AssertionError("the round flow started")
+
+    monkeypatch.setitem(sys.modules, "flows.round", types.SimpleNamespace(federated_training=federated_training))
+
+
+def test_run_histogram_without_the_federated_plugin_is_one_line_before_prefect(monkeypatch, capsys, no_round_flow):
+    import xgboost as xgb
+
+    monkeypatch.setattr(xgb, "build_info", lambda: {"USE_FEDERATED": False})  # fault injection only
+    assert main(["run", "--config", str(DEMO), "--strategy", "histogram"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fedpipe: error: the 'histogram' strategy needs xgboost built with the federated plugin")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_run_strategy_override_without_base_score_is_refused_before_prefect(tmp_path, capsys, no_round_flow):
+    config = tmp_path / "fed.toml"  # histogram fits one intercept over the collective; bagging needs it agreed
+    config.write_text(DEMO.read_text().replace('strategy = "bagging"', 'strategy = "histogram"')
+                      .replace("base_score = 0.5", ""))
+    assert main(["run", "--config", str(config), "--strategy", "bagging"]) == 2
+    err = capsys.readouterr().err
+    assert f"{config}: field 'model.base_score': strategy 'bagging' needs a base_score" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_run_cyclic_with_holdout_screening_is_refused_before_prefect(tmp_path, capsys, no_round_flow):
+    config = tmp_path / "fed.toml"
+    config.write_text(DEMO.read_text() + "\n[screening]\nholdout_check = true\n")
+    assert main(["run", "--config", str(config), "--strategy", "cyclic"]) == 2
+    assert "strategy 'cyclic' cannot be combined with [screening] holdout_check" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import stat
 import tomllib
 
@@ -13,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from fedpipe import trust
 from fedpipe.cli import main
 from fedpipe.config import load_federation
-from fedpipe.keys import PASSPHRASE_ENV, load_identity, load_public_identity
+from fedpipe.keys import PASSPHRASE_ENV, KeyFileError, generate_identity, load_identity, load_public_identity
 
 
 def _mode(path) -> int:
@@ -23,6 +24,7 @@ def _mode(path) -> int:
 def _fed(tmp_path, markets=("FD001", "FD002", "FD003")):
     doc = {"federation": {"name": "f", "usecase": "predictive_maintenance", "quorum": 1,
                           "keys_dir": str(tmp_path / "keys")},
+           "model": {"base_score": 0.5},  # bagging needs an agreed intercept (fedpipe.config)
            "markets": {m: {"data": f"data/{m}"} for m in markets}}
     path = tmp_path / "fed.toml"
     path.write_text(tomli_w.dumps(doc))
@@ -68,8 +70,14 @@ def test_passphrase_from_environment_never_an_argument(tmp_path, monkeypatch, ca
         main(["keys", "init", "--market", "FD002", "--keys-dir", str(tmp_path), "--passphrase", "s3cret"])
 
 
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
 def test_passphrase_prompt_must_match(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+    monkeypatch.setattr("sys.stdin", _Tty())
     answers = iter(["one", "two"])
     monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
     assert main(["keys", "init", "--market", "FD001", "--keys-dir", str(tmp_path), "--passphrase"]) == 2
@@ -88,6 +96,44 @@ def test_rotate_prints_new_and_previous_keys(tmp_path, capsys):
     assert previous["sign_public"] == old.sign_public and previous["not_after"].tzinfo is not None
     assert main(["keys", "show", "--market", "FD001", "--keys-dir", str(tmp_path)]) == 0
     assert tomllib.loads(capsys.readouterr().out)["markets"]["FD001"]["previous_keys"][0]["enc_public"] == old.enc_public
+
+
+def test_rotate_keeps_keys_protected_by_the_environment_passphrase(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(PASSPHRASE_ENV, "s3cret")
+    assert main(["keys", "init", "--aggregator", "--keys-dir", str(tmp_path), "--passphrase"]) == 0
+    # no --passphrase: the keys were protected, so the new ones are too, under the same passphrase
+    assert main(["keys", "rotate", "--aggregator", "--keys-dir", str(tmp_path), "--grace", "1h"]) == 0
+    new = load_public_identity(tmp_path, "aggregator")
+    for name in ("aggregator.enc.pem", "aggregator.sign.pem"):
+        assert b"ENCRYPTED PRIVATE KEY" in (tmp_path / name).read_bytes() and _mode(tmp_path / name) == 0o600
+    monkeypatch.delenv(PASSPHRASE_ENV)
+    with pytest.raises(KeyFileError, match="passphrase is required"):
+        load_identity(tmp_path, "aggregator")
+    assert load_identity(tmp_path, "aggregator", b"s3cret").public == new
+
+
+def test_rotate_of_protected_keys_asks_for_their_passphrase(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+    monkeypatch.setattr("sys.stdin", _Tty())
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": "typed")
+    generate_identity(tmp_path, "FD001", passphrase=b"typed")
+    assert main(["keys", "rotate", "--market", "FD001", "--keys-dir", str(tmp_path)]) == 0
+    assert b"ENCRYPTED PRIVATE KEY" in (tmp_path / "FD001.sign.pem").read_bytes()
+    assert load_identity(tmp_path, "FD001", b"typed").public == load_public_identity(tmp_path, "FD001")
+
+
+@pytest.mark.parametrize("command", [["init", "--passphrase"], ["rotate"], ["rotate", "--passphrase"]])
+def test_no_terminal_to_prompt_is_a_clear_error(tmp_path, monkeypatch, capsys, command):
+    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # not a tty (piped, or a job with no terminal)
+    keys_dir = tmp_path / "keys"
+    if command[0] == "rotate":
+        generate_identity(keys_dir, "FD001", passphrase=b"pw")
+    before = sorted(p.name for p in keys_dir.rglob("*")) if keys_dir.exists() else []
+    assert main(["keys", *command, "--market", "FD001", "--keys-dir", str(keys_dir)]) == 2
+    err = capsys.readouterr().err
+    assert f"no terminal to prompt for a passphrase; set {PASSPHRASE_ENV}" in err and "Traceback" not in err
+    assert (sorted(p.name for p in keys_dir.rglob("*")) if keys_dir.exists() else []) == before  # nothing written
 
 
 @pytest.mark.parametrize("grace", ["7", "1w", "-1d", ""])

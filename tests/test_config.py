@@ -18,6 +18,7 @@ DEMO = REPO / "federations" / "cmapss.toml"
 
 BASE = {
     "federation": {"name": "t", "usecase": "predictive_maintenance", "quorum": 2},
+    "model": {"base_score": 0.5},  # tree strategies need it (test_tree_strategy_needs_an_agreed_base_score)
     "markets": {"A": {"data": "data/A"}, "B": {"data": "data/B"}},
 }
 
@@ -117,6 +118,39 @@ def test_bad_config_names_file_and_field(tmp_path, doc, field, problem):
     assert str(path.resolve()) in str(err) and f"field '{field}'" in str(err)
 
 
+@pytest.mark.parametrize("strategy", [None, "bagging", "cyclic"])
+def test_tree_strategy_needs_an_agreed_base_score(tmp_path, strategy):
+    """Without it each market's intercept would be its own label mean, sent with its trees."""
+    doc = _bad(lambda d: d.pop("model"))
+    if strategy:
+        doc["federation"]["strategy"] = strategy
+    path = _write(tmp_path, doc)
+    with pytest.raises(ConfigError) as info:
+        load_federation(path)
+    assert info.value.field == "model.base_score" and info.value.file == str(path.resolve())
+    assert f"strategy '{strategy or 'bagging'}'" in str(info.value) and "label mean" in str(info.value)
+
+
+@pytest.mark.parametrize("strategy", ["histogram", "fedavg"])
+def test_histogram_and_fedavg_need_no_base_score(tmp_path, strategy):
+    """Histogram fits one intercept over the collective (every worker the pooled mean); fedavg is linear."""
+    doc = _bad(lambda d: d.pop("model"))
+    doc["federation"]["strategy"] = strategy
+    assert "base_score" not in load_federation(_write(tmp_path, doc)).model
+
+
+def test_strategy_override_to_a_tree_strategy_needs_a_base_score(tmp_path):
+    """`fedpipe run --strategy bagging` on a histogram federation without base_score is refused before training."""
+    from fedpipe.strategies import check_strategy
+
+    doc = _bad(lambda d: d.pop("model"))
+    doc["federation"]["strategy"] = "histogram"
+    fed = load_federation(_write(tmp_path, doc))
+    with pytest.raises(ConfigError, match="field 'model.base_score': strategy 'bagging'"):
+        check_strategy("bagging", fed)
+    assert check_strategy("fedavg", fed) == "fedavg"
+
+
 def test_quorum_larger_than_markets_is_rejected(tmp_path):
     path = _write(tmp_path, _bad(lambda d: d["federation"].update(quorum=3)))
     with pytest.raises(ConfigError, match=r"quorum 3 is more than the 2 markets") as info:
@@ -193,3 +227,11 @@ def test_deployed_mode_fields(tmp_path):
         (tmp_path / "bad.toml").write_text(_toml(bad))
         with pytest.raises(ConfigError, match=f"field 'federation.{field}'|field '{field}'"):
             load_federation(tmp_path / "bad.toml")
+
+
+def test_histogram_host_is_loopback_unless_configured(tmp_path):
+    assert load_federation(DEMO).histogram_host == "127.0.0.1"
+    doc = copy.deepcopy(BASE)
+    doc["federation"].update(strategy="histogram", histogram_host="centre.council.internal")
+    (tmp_path / "f.toml").write_text(_toml(doc))
+    assert load_federation(tmp_path / "f.toml").histogram_host == "centre.council.internal"

@@ -20,6 +20,7 @@ def _federation(tmp_path: Path) -> Path:
     path.write_bytes(tomli_w.dumps({
         "federation": {"name": "fed", "usecase": "predictive_maintenance", "quorum": 1,
                        "runs_dir": str(tmp_path / "runs")},
+        "model": {"base_score": 0.5},
         "markets": {"FD004": {"data": "FD004", "subsample": 0.3, "state": "state/FD004"}},
     }).encode())
     return path

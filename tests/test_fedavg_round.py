@@ -22,11 +22,11 @@ DATA = Path(__file__).resolve().parents[1] / "usecases" / "predictive_maintenanc
 MARKETS = ["FD001", "FD002", "FD003"]
 
 
-def _federation(tmp_path, usecase=None, **federation):
+def _federation(tmp_path, usecase=None, markets=MARKETS, **federation):
     doc = {"usecase": usecase or {},
            "federation": {"name": "f", "usecase": "predictive_maintenance", "quorum": 3, "strategy": "fedavg",
                           "runs_dir": str(tmp_path / "runs"), "keys_dir": str(tmp_path / "keys"), **federation},
-           "markets": {m: {"data": str(DATA / m), "subsample": 0.2, "state": str(tmp_path / m)} for m in MARKETS}}
+           "markets": {m: {"data": str(DATA / m), "subsample": 0.2, "state": str(tmp_path / m)} for m in markets}}
     path = tmp_path / "f.toml"
     path.write_bytes(tomli_w.dumps(doc).encode())
     return load_federation(path)
@@ -36,10 +36,10 @@ def _federation(tmp_path, usecase=None, **federation):
 def federation_run(tmp_path, monkeypatch):
     from fedpipe.central import start_run
 
-    def build(**federation):
-        fed = _federation(tmp_path, **federation)
+    def build(markets=MARKETS, **federation):
+        fed = _federation(tmp_path, markets=markets, **federation)
         run = start_run(fed, "r")
-        sites = {m: MarketSite(fed, m, run.exchange) for m in MARKETS}
+        sites = {m: MarketSite(fed, m, run.exchange) for m in markets}
         for site in sites.values():
             site.identity()  # each market's keys, as on its first round
         return run, sites, {m: load_data(s) for m, s in sites.items()}
@@ -137,6 +137,52 @@ def test_masked_scaler_and_weights_give_the_plain_model(federation_run):
     model = f.aggregate_weights(start, f.summed(f.unmask(vectors, MARKETS, {}), MARKETS))
     plain = fedavg.average_weights(start, [_plain_update(sites[m], data[m], start) for m in MARKETS])
     np.testing.assert_allclose(model["coef"], plain["coef"], atol=1e-3)
+
+
+def test_a_wrong_length_masked_vector_is_not_recovered_like_a_dropout(federation_run):
+    """The attack: FD004's masked weights reach the centre one value too long. Were FD004 treated as a dropout, the
+    survivors would reveal their seeds with it and the centre could unmask FD004's weights and row count. Instead
+    the step has no sum (the round then fails its quorum, each market told why) and no seed is ever asked for."""
+    from fedpipe.market import seal_payload
+    from fedpipe.secure_round import (_doc_path, delivered, mask_values, masked_vectors, publish_roster,
+                                      publish_survivors, reveal, withhold_sum)
+
+    markets = [*MARKETS, "FD004"]
+    run, sites, data = federation_run(markets=markets, secure_aggregation=True)
+    scaler = fedavg.pooled_scaler([fedavg.feature_stats(f._inputs(sites[m], data[m].train)[0].to_numpy("float64"))
+                                   for m in markets])
+    start = fedavg.initial_model(scaler, "classification")
+    publish_roster(run, 1, markets, f.WEIGHTS)
+    payloads = {m: f.weights_payload(sites[m], data[m], start, 1) for m in MARKETS}
+    own = fedavg.weights_vector(_plain_update(sites["FD004"], data["FD004"], start))
+    payloads["FD004"] = mask_values(sites["FD004"], 1, np.append(own, 0.0), kind=f.WEIGHTS, label=f.WEIGHTS)
+    for m, payload in payloads.items():  # every envelope reached the centre
+        run.exchange.put(run.exchange.update(1, m), seal_payload(sites[m], 1, "ab" * 32, payload))
+
+    # the centre's steps, as flows.fedavg._collect takes them
+    _, vectors, refused = masked_vectors(payloads, markets)
+    assert not refused and delivered(run.exchange, 1, markets, f.WEIGHTS) == set(markets)
+    misfit = f.misfits(vectors, f.WEIGHTS, start)
+    assert list(misfit) == ["FD004"]
+    summed, why = withhold_sum(markets, payloads, {m: v for m, v in vectors.items() if m not in misfit}, misfit)
+    assert summed == {} and sorted(why) == markets and "masked vector of" in why["FD004"]
+    assert all("['FD004']" in w and "may not ask for the survivors' seeds" in w for w in why.values())
+    with pytest.raises(secagg.SecAggError, match=r"seeds with \['FD004'\]"):
+        publish_survivors(run, 1, MARKETS, f.WEIGHTS)
+    assert not run.exchange.exists(_doc_path(run.exchange, 1, "survivors-weights.json"))
+    with pytest.raises(secagg.SecAggError, match="published no survivors-weights.json"):
+        reveal(sites["FD001"], 1, f.WEIGHTS)
+
+    # what the guard prevents: with the survivors' seeds, FD004's vector alone opens to its weights
+    ids = {m: sites[m].identity() for m in markets}
+    opened = vectors["FD004"]
+    mask_label = json.loads((sites["FD004"].state_dir / "secure-aggregation" / "round-001-weights.json")
+                            .read_text())["mask_label"]
+    with np.errstate(over="ignore"):
+        for m in MARKETS:
+            seed = secagg.pair_seed(ids[m], ids["FD004"].public, federation="f", round=1, label=mask_label)
+            opened = opened - secagg._signed_mask("FD004", m, seed, opened.size)  # FD004's own masks off
+    np.testing.assert_allclose(secagg.decode(opened)[:-1], own, atol=1e-4)
 
 
 def _plain_update(site, data, start):

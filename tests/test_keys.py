@@ -195,6 +195,7 @@ from fedpipe.keys import (  # noqa: E402
     PASSPHRASE_ENV,
     RetiredKey,
     decryption_identities,
+    is_encrypted,
     load_previous,
     rotate_identity,
     verification_keys,
@@ -265,3 +266,30 @@ def test_passphrase_from_the_environment(tmp_path, monkeypatch):
         load_identity(tmp_path, "FD001")
     monkeypatch.setenv(PASSPHRASE_ENV, "from env")
     assert load_identity(tmp_path, "FD001").public == pub
+
+
+def test_rotation_never_downgrades_keys_protected_through_the_environment(tmp_path, monkeypatch):
+    generate_identity(tmp_path, "aggregator", passphrase=b"from env")
+    monkeypatch.setenv(PASSPHRASE_ENV, "from env")
+    new, _ = rotate_identity(tmp_path, "aggregator", grace=timedelta(days=1), now=T0)  # no passphrase argument
+    for name in ("aggregator.enc.pem", "aggregator.sign.pem"):
+        assert (tmp_path / name).read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        assert _mode(tmp_path / name) == 0o600
+    assert is_encrypted(tmp_path, "aggregator")
+    monkeypatch.delenv(PASSPHRASE_ENV)
+    with pytest.raises(KeyFileError, match="passphrase is required"):
+        load_identity(tmp_path, "aggregator")
+    assert load_identity(tmp_path, "aggregator", b"from env").public == new
+    # the retired copies keep their protection too, and still open with the same passphrase
+    assert [i.public for i in decryption_identities(tmp_path, "aggregator", b"from env", now=T0)][0] == new
+    assert all(p.read_bytes().startswith(b"-----BEGIN ENCRYPTED") for p in (tmp_path / "retired").iterdir())
+
+
+def test_rotation_of_protected_keys_without_any_passphrase_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+    generate_identity(tmp_path, "FD001", passphrase=b"pw")
+    before = (tmp_path / "FD001.enc.pem").read_bytes()
+    with pytest.raises(KeyFileError, match="passphrase is required"):
+        rotate_identity(tmp_path, "FD001", grace=timedelta(days=1))
+    assert (tmp_path / "FD001.enc.pem").read_bytes() == before and not (tmp_path / "retired").exists()
+    assert not is_encrypted(tmp_path, "nobody") and not is_encrypted(tmp_path / "missing", "FD001")

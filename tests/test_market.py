@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from fedpipe import central, keys, market
+from fedpipe import central, keys, market, sealing
 from fedpipe.aggregation import aggregate_bagging, to_booster, tree_count
 from fedpipe.config import load_federation
 from fedpipe.errors import MarketDataError, SealError
@@ -207,10 +207,10 @@ def test_write_status_posts_a_note_without_rows(site):
 def test_fetch_global_model_checks_the_aggregators_signature(site, first_update, tmp_path):
     run = central.start_run(site.federation.model_copy(update={"runs_dir": tmp_path / "runs"}), "run")
     here = market.MarketSite(site.federation, "FD001", run.exchange)
-    assert market.fetch_global_model(here, 1) == (None, "")  # round 1 starts from nothing
+    assert market.fetch_global_model(here, 1) == (None, run.genesis)  # round 1 starts from no model, in this run
     doc = aggregate_bagging(None, [first_update])
     sha = central.publish_global_model(run, 1, doc)
-    assert market.fetch_global_model(here, 2) == (doc, sha)
+    assert market.fetch_global_model(here, 2) == (central.bind_to_run(doc, run.genesis), sha)
 
     path = run.exchange.global_model(1)
     original = run.exchange.get(path)
@@ -219,6 +219,39 @@ def test_fetch_global_model_checks_the_aggregators_signature(site, first_update,
     run.exchange.put(path, tampered)
     with pytest.raises(SealError, match="do not match the signed sha256"):
         market.fetch_global_model(here, 2)
+
+
+def test_round_one_starts_from_the_runs_signed_genesis_and_a_forged_one_is_refused(site, tmp_path):
+    run = central.start_run(site.federation.model_copy(update={"runs_dir": tmp_path / "runs"}), "run")
+    here = market.MarketSite(site.federation, "FD001", run.exchange)
+    path = run.exchange.genesis()
+    genuine, genuine_sig = run.exchange.get(path), run.exchange.get(path + ".sig")
+    forged = genuine.replace(b'"nonce": "', b'"nonce": "0', 1)  # another run's genesis, or a made-up one
+    fed = site.federation.name
+
+    def refused(signature: bytes | None, match: str) -> None:
+        run.exchange.put(path, forged)
+        run.exchange.remove(path + ".sig")
+        if signature is not None:
+            run.exchange.put(path + ".sig", signature)
+        with pytest.raises(SealError, match=match):
+            market.fetch_global_model(here, 1)
+
+    refused(None, "no signed run genesis")  # unsigned
+    refused(genuine_sig, "run genesis refused: .*do not match the signed sha256")  # the real signature, other bytes
+    keys.generate_identity(tmp_path / "rogue", "aggregator")  # a key pair under the aggregator's name
+    rogue = keys.load_identity(tmp_path / "rogue", "aggregator")
+    refused(sealing.sign_model(forged, federation=fed, round=0, signer=rogue, kind=sealing.GENESIS_KIND),
+            "run genesis refused: invalid signature")
+    aggregator = keys.load_identity(site.federation.keys_dir, "aggregator")
+    # the aggregator's own signature, but of another kind (fedavg's round-0 model is signed for round 0 too)
+    refused(sealing.sign_model(forged, federation=fed, round=0, signer=aggregator),
+            "run genesis refused: .*kind 'global-model'")
+    refused(sealing.sign_model(forged, federation="other-fed", round=0, signer=aggregator, kind=sealing.GENESIS_KIND),
+            "run genesis refused: .*federation 'other-fed'")
+    run.exchange.put(path, genuine)
+    run.exchange.put(path + ".sig", genuine_sig)
+    assert market.fetch_global_model(here, 1) == (None, run.genesis)
 
 
 def test_fetch_global_model_rejects_a_model_signed_by_someone_else(site, first_update, tmp_path):

@@ -112,6 +112,7 @@ def config(tmp_path):
     path = tmp_path / "fed.toml"
     path.write_bytes(tomli_w.dumps({
         "federation": {"name": "fed", "usecase": "predictive_maintenance", "quorum": 1},
+        "model": {"base_score": 0.5},
         "registry": {"dir": str(tmp_path / "reg"), "tolerance": 0.02},
         "markets": {"A": {"data": "a"}},
     }).encode())
@@ -147,10 +148,11 @@ def test_registry_config_is_checked(tmp_path):
 
     path = tmp_path / "f.toml"
     path.write_bytes(tomli_w.dumps({"federation": {"name": "f", "usecase": "predictive_maintenance", "quorum": 1},
-                                    "registry": {"tolerance": -1}, "markets": {"A": {"data": "a"}}}).encode())
+                                    "model": {"base_score": 0.5}, "registry": {"tolerance": -1},
+                                    "markets": {"A": {"data": "a"}}}).encode())
     with pytest.raises(ConfigError, match="registry.tolerance"):
         load_federation(path)
     path.write_bytes(tomli_w.dumps({"federation": {"name": "f", "usecase": "predictive_maintenance", "quorum": 1,
                                                    "runs_dir": str(tmp_path / "r")},
-                                    "markets": {"A": {"data": "a"}}}).encode())
+                                    "model": {"base_score": 0.5}, "markets": {"A": {"data": "a"}}}).encode())
     assert load_federation(path).registry.dir == tmp_path / "registry"  # next to runs/ by default

@@ -51,7 +51,7 @@ def test_timed_out_and_crashed_markets_get_a_reason_and_no_late_update(tmp_path)
 def test_exchange_url_gets_one_prefix_per_run(tmp_path, monkeypatch):
     doc = {"federation": {"name": "f", "usecase": "predictive_maintenance", "quorum": 1, "exchange": "memory://council",
                           "runs_dir": str(tmp_path / "runs"), "keys_dir": str(tmp_path / "keys")},
-           "markets": {"A": {"data": "a"}}}
+           "model": {"base_score": 0.5}, "markets": {"A": {"data": "a"}}}
     (tmp_path / "f.toml").write_bytes(tomli_w.dumps(doc).encode())
     run = central.start_run(load_federation(tmp_path / "f.toml"), "r1")
     assert run.exchange.url == "memory://council/r1"

@@ -82,6 +82,8 @@ def _mutate(payload, how):
         trees[0]["left_children"][inner] = 10_000
     elif how == "ragged arrays":
         trees[0]["base_weights"].pop()
+    elif how == "another base_score":
+        payload["model"]["learner"]["learner_model_param"]["base_score"] = "[8.5E-1]"
     elif how == "too many trees":
         model = _model(payload["model"])
         model["trees"] = model["trees"] + copy.deepcopy(model["trees"])
@@ -95,6 +97,7 @@ def _mutate(payload, how):
     ("child outside the tree", "points outside the tree"),
     ("ragged arrays", "malformed"),
     ("too many trees", f"holds {2 * K} boosting iterations, the federation asks for {K}"),
+    ("another base_score", "update has base_score [0.85], the federation agreed 0.5"),
 ])
 def test_a_broken_update_is_rejected_with_the_reason_and_the_others_stay(federation, updates, how, says):
     payloads = {**updates, "FD003": _mutate(updates["FD003"], how)}
@@ -144,7 +147,7 @@ def test_an_envelope_over_the_size_limit_is_rejected_unopened(federation, update
     for name in MARKETS:
         payload = {**updates[name], "padding": "x" * 200_000} if name == "FD003" else updates[name]
         site = market.MarketSite(fed, name, run.exchange)
-        run.exchange.put(run.exchange.update(1, name), market.seal_payload(site, 1, "", payload))
-    opened, dropped = central.open_sealed(run, 1, "", "update")
+        run.exchange.put(run.exchange.update(1, name), market.seal_payload(site, 1, run.genesis, payload))
+    opened, dropped = central.open_sealed(run, 1, run.genesis, "update")
     assert sorted(opened) == ["FD001", "FD004"]
     assert "oversized envelope" in dropped["FD003"] and f"limit of {int(0.1 * 2**20)}" in dropped["FD003"]

@@ -103,9 +103,14 @@ def test_non_ascii_federation_round_trip(parties, senders):
     verify_model(b"m", doc, federation="flotte-é-✈", round=1, signer=parties["aggregator"].public)
 
 
-def test_first_round_has_empty_parent(parties, senders):
-    env = _seal(parties, round=0, parent="")
-    assert _open(env, parties, senders, round=0, parent="")[1] == PAYLOAD
+def test_first_round_names_the_runs_genesis_never_an_empty_parent(parties, senders):
+    genesis = sha256_hex(b'{"federation": "turbofan", "nonce": "...", "run_id": "run-a"}')
+    assert _open(_seal(parties, round=1, parent=genesis), parties, senders, round=1, parent=genesis)[1] == PAYLOAD
+    # "" would be the same in every run: a first-round envelope could be replayed into a later run
+    with pytest.raises(ValueError, match="sha256.*genesis"):
+        _seal(parties, round=1, parent="")
+    with pytest.raises(ValueError, match="sha256.*genesis"):
+        _open(_seal(parties, round=1, parent=genesis), parties, senders, round=1, parent="")
 
 
 def test_envelope_matches_documented_format(parties):
@@ -211,10 +216,8 @@ def test_wrong_round_stale_or_replayed(parties, senders, sealed_round):
 
 def test_wrong_parent(parties, senders):
     env = _seal(parties, parent=sha256_hex(b"some other model"))
-    with pytest.raises(SealError, match="FD001.*parent model"):
+    with pytest.raises(SealError, match="FD001.*parent model.*another run or from another model"):
         _open(env, parties, senders)
-    with pytest.raises(SealError, match="parent model"):
-        _open(_seal(parties, parent=""), parties, senders)
 
 
 def test_not_sealed_to_this_recipient(parties, senders):
@@ -307,7 +310,8 @@ def test_seal_requires_signer_to_be_the_market(parties):
         _seal(parties, market="FD001", signer=parties["FD002"])
 
 
-@pytest.mark.parametrize("kw", [{"round": -1}, {"round": True}, {"parent": "abc"}, {"federation": ""}])
+@pytest.mark.parametrize("kw", [{"round": -1}, {"round": True}, {"parent": "abc"}, {"parent": ""},
+                                {"parent": PARENT.upper()}, {"federation": ""}])
 def test_seal_rejects_bad_arguments(parties, kw):
     with pytest.raises(ValueError):
         _seal(parties, **kw)

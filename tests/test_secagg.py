@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 from fedpipe.errors import FedpipeError
 from fedpipe.keys import generate_identity, load_identity
 from fedpipe.secagg import (
+    FRAC_BITS,
     MIN_PARTIES,
+    FixedPointRangeError,
     SecAggError,
     decode,
     encode,
@@ -77,8 +79,10 @@ def test_a_masked_vector_looks_nothing_like_its_plaintext(ids):
     masked = _mask_all(ids, values)["FD001"]
     plain = encode(values["FD001"])
     assert not np.any(masked == plain)
-    # decoded on its own, a masked vector is noise spread over the whole 64-bit range
-    assert np.abs(decode(masked)).max() > 1e9
+    # on its own, a masked vector is noise spread over the whole 64-bit range (out of range for decode)
+    assert np.abs(masked.view(np.int64).astype(np.float64)).max() > 2.0**62
+    with pytest.raises(FixedPointRangeError, match="out of the fixed-point range"):
+        decode(masked)
     bits = np.unpackbits(masked.view(np.uint8))
     assert 0.45 < bits.mean() < 0.55
 
@@ -129,10 +133,54 @@ def test_reveal_refused_to_a_non_survivor(ids):
 
 def test_masks_from_another_round_do_not_cancel(ids):
     names = ["FD001", "FD002", "FD003"]
-    values = {m: [1.0, 2.0] for m in names}
+    values = {m: [1.0, 2.0] * 32 for m in names}
     masked = _mask_all(ids, values)
     masked["FD003"] = _mask_all(ids, values, round=3)["FD003"]  # a replayed vector from another round
-    assert not np.allclose(unmask_sum(masked, roster=names), [3.0, 6.0])
+    # the leftover masks are uniform over 2^64: out of range in some word (all 64 in range: 2^-64), so refused
+    with pytest.raises(FixedPointRangeError, match="masks that should have cancelled did not"):
+        unmask_sum(masked, roster=names)
+
+
+def test_encode_refuses_values_whose_sum_over_the_roster_could_wrap(ids):
+    """Each value must stay below 2^62 / (n * 2^16), n the markets summed, so the ring's total cannot wrap."""
+    limit = 2.0**62 / 2**FRAC_BITS  # one market
+    assert decode(encode([limit * 0.99])) == pytest.approx([limit * 0.99])
+    with pytest.raises(FixedPointRangeError, match=r"value #1 = .*summed over 4 market\(s\).*below 1\.759\d*e\+13"):
+        encode([1.0, limit / 4], parties=4)
+    with pytest.raises(ValueError, match="'fed.cost' = .*too large"):  # also a ValueError, naming the field
+        encode([0.0, -limit / 3], parties=3, fields=["fed.n", "fed.cost"])
+    assert issubclass(FixedPointRangeError, SecAggError)
+    # mask_vector passes the roster's size: a value three markets could not sum without wrapping is refused
+    names = ["FD001", "FD002", "FD003"]
+    with pytest.raises(FixedPointRangeError, match="'savings'.*summed over 3 market"):
+        mask_vector([1.0, limit / 2], me=ids["FD001"], roster=_roster(ids, names), fields=["n", "savings"], **CTX)
+    big = {m: [limit / 3 * 0.999, -limit / 3 * 0.999] for m in names}  # just inside: the sum comes out right
+    assert unmask_sum(_mask_all(ids, big), roster=names) == pytest.approx([limit * 0.999, -limit * 0.999])
+
+
+def test_decode_refuses_a_total_that_wrapped():
+    """Three values each fine alone (one party) but summed past 2^62: the total is refused, not returned wrong."""
+    limit = 2.0**62 / 2**FRAC_BITS
+    with np.errstate(over="ignore"):
+        total = sum((encode([limit * 0.9]) for _ in range(3)), np.zeros(1, dtype=np.uint64))
+    with pytest.raises(FixedPointRangeError, match="total 0 of 1 is out of the fixed-point range.*wrapped"):
+        decode(total)
+    with pytest.raises(FixedPointRangeError):
+        decode(np.array([2**62], dtype=np.uint64))  # the boundary itself
+    assert decode(np.array([2**62 - 1], dtype=np.uint64))[0] == pytest.approx(limit)
+    assert decode(encode([-limit * 0.99])) == pytest.approx([-limit * 0.99])
+
+
+def test_reveal_refused_outside_the_roster_and_only_for_missing_roster_markets(ids):
+    names = ["FD001", "FD002", "FD003", "FD004"]
+    with pytest.raises(SecAggError, match="'FD005' is asked to reveal seeds but is not in the roster"):
+        reveal_seeds(me=ids["FD005"], roster=_roster(ids, names), survivors=[*names[:3], "FD005"], **CTX)
+    with pytest.raises(SecAggError, match=r"survivors \['FD005'\] are not in the roster"):
+        reveal_seeds(me=ids["FD001"], roster=_roster(ids, names), survivors=[*names[:3], "FD005"], **CTX)
+    seeds = reveal_seeds(me=ids["FD001"], roster=_roster(ids, names), survivors=names[:3], **CTX)
+    assert set(seeds) == {"FD004"}  # never its own, never a market outside the roster
+    with pytest.raises(SecAggError, match="cannot pair with itself"):
+        pair_seed(ids["FD001"], ids["FD001"].public, **CTX)
 
 
 def test_malformed_inputs(ids):

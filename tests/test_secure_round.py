@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,7 @@ def test_flatten_unflatten_round_trip_and_sums():
 
 def _config(tmp_path, markets, **federation) -> Path:
     doc = {"federation": {"name": "f", "usecase": "predictive_maintenance", "quorum": 2, **federation},
+           "model": {"base_score": 0.5},  # the default strategy (bagging) needs one agreed up front
            "markets": {m: {"data": str(DATA / m)} for m in markets}}
     path = tmp_path / "f.toml"
     path.write_bytes(tomli_w.dumps(doc).encode())
@@ -131,3 +133,100 @@ def test_a_rerun_round_masks_afresh_and_same_masks_never_cover_two_different_vec
     first_mask = secagg.from_wire(first["secagg"]["masked"]) - secagg.encode(plain)
     again_mask = secagg.from_wire(again["secagg"]["masked"]) - secagg.encode(plain)
     assert not (first_mask == again_mask).all()  # other masks for the same figures
+
+
+def _secure_run(tmp_path, monkeypatch, markets):
+    from fedpipe.central import start_run
+    from fedpipe.market import MarketSite
+
+    monkeypatch.chdir(tmp_path)
+    fed = load_federation(_config(tmp_path, markets, secure_aggregation=True, quorum=3))
+    run = start_run(fed, "r")
+    sites = {m: MarketSite(fed, m, run.exchange) for m in markets}
+    for site in sites.values():
+        site.identity()
+    return run, sites
+
+
+def test_a_received_but_rejected_vector_is_never_recovered_like_a_dropout(tmp_path, monkeypatch):
+    """The attack: FD004's masked evaluation reaches the centre but is rejected (sent with a figure in clear).
+    Treated as a dropout, the survivors would reveal their seeds with FD004 and the centre, holding FD004's masked
+    vector, could unmask it. Instead nothing is summed, and the survivors are never asked for those seeds."""
+    from fedpipe import secagg
+    from fedpipe.market import seal_payload
+    from fedpipe.secure_round import (_doc_path, delivered, mask_evaluation, masked_vectors, publish_roster,
+                                      publish_survivors, reveal, reveal_request, withhold_sum)
+
+    markets = ["FD001", "FD002", "FD003", "FD004"]
+    run, sites = _secure_run(tmp_path, monkeypatch, markets)
+    publish_roster(run, 1, markets)
+    opened = {m: mask_evaluation(sites[m], 1, _evaluation(i + 1)) for i, m in enumerate(markets)}
+    opened["FD004"] = {**opened["FD004"], "train_rows": 1004}  # FD004's payload is refused: not masked-only
+    for m, payload in opened.items():  # every envelope reached the centre
+        run.exchange.put(run.exchange.metrics(1, m), seal_payload(sites[m], 1, "ab" * 32, payload, kind="metrics"))
+
+    kind, vectors, refused = masked_vectors(opened, markets)
+    assert sorted(vectors) == markets[:3] and "in clear" in refused["FD004"]
+    assert delivered(run.exchange, 1, markets) == set(markets)
+    summed, why = withhold_sum(markets, set(opened) | delivered(run.exchange, 1, markets), vectors, dict(refused))
+    assert summed == {} and sorted(why) == markets  # no sum this round, every market told why
+    assert "in clear" in why["FD004"] and all("['FD004']" in w and "unmask" in w for w in why.values())
+
+    # whatever the caller, the centre cannot ask for the seeds: no survivors' list, so no market reveals
+    with pytest.raises(secagg.SecAggError, match=r"seeds with \['FD004'\].*received their masked vectors"):
+        publish_survivors(run, 1, markets[:3])
+    assert not run.exchange.exists(_doc_path(run.exchange, 1, "survivors.json"))
+    for m in markets[:3]:
+        with pytest.raises(secagg.SecAggError, match="published no survivors.json"):
+            reveal(sites[m], 1)
+    with pytest.raises(secagg.SecAggError, match="received"):
+        reveal_request(markets, markets[:3], {"FD004"})
+    with pytest.raises(secagg.SecAggError, match=r"survivors \['FD009'\] are not in the roster"):
+        reveal_request(markets, [*markets[:3], "FD009"], set())
+    assert reveal_request(markets, markets[:3], set(markets[:3])) == ["FD004"]  # a real dropout: recoverable
+
+
+def test_the_mask_reuse_guard_remembers_every_session(tmp_path, monkeypatch):
+    """A superseded roster posted again (replayed) cannot make a market mask under masks it already used, nor
+    reveal seeds for that old session; the same figures re-sent keep the survivors' list already revealed for."""
+    from fedpipe import secagg
+    from fedpipe.secure_round import (ROSTER_KIND, _doc_path, _own_record, _publish_signed, mask_evaluation,
+                                      publish_roster, publish_survivors, reveal)
+
+    markets = ["FD001", "FD002", "FD003", "FD004"]
+    run, sites = _secure_run(tmp_path, monkeypatch, markets)
+    path = _doc_path(run.exchange, 1, "roster.json")
+    publish_roster(run, 1, markets)
+    old = run.exchange.get(path), run.exchange.get(path + ".sig")
+    first = mask_evaluation(sites["FD001"], 1, _evaluation(1))
+    publish_roster(run, 1, markets)  # re-run: fresh session
+    assert mask_evaluation(sites["FD001"], 1, _evaluation(1)) != first
+
+    run.exchange.put(path, old[0])  # the first roster replayed, signature and all
+    run.exchange.put(path + ".sig", old[1])
+    for figures in (_evaluation(2), _evaluation(1)):  # other figures, or the same again: both refused
+        with pytest.raises(secagg.SecAggError, match="masked under a newer roster since"):
+            mask_evaluation(sites["FD001"], 1, figures)
+    record = json.loads(_own_record(sites["FD001"], 1).read_text())
+    assert len(record["sessions"]) == 2 and record["mask_label"] in record["sessions"]  # kept on disk, both
+    publish_survivors(run, 1, markets[:3])
+    with pytest.raises(secagg.SecAggError, match="roster changed since it masked"):
+        reveal(sites["FD001"], 1)  # nor any seed of the old session
+
+    publish_roster(run, 1, markets)  # a third session: every market masks, FD004 then drops
+    for i, m in enumerate(markets):
+        mask_evaluation(sites[m], 1, _evaluation(i + 1))
+    publish_survivors(run, 1, markets[:3])
+    assert set(reveal(sites["FD001"], 1)["seeds"]) == {"FD004"}
+    mask_evaluation(sites["FD001"], 1, _evaluation(1))  # the same figures again: allowed, the reveal is remembered
+    publish_survivors(run, 1, ["FD001", "FD002", "FD004"])
+    with pytest.raises(secagg.SecAggError, match="already revealed"):
+        reveal(sites["FD001"], 1)
+
+    doc = json.loads(run.exchange.get(path))  # same session, roster changed: not the one FD002 masked with
+    doc["markets"].pop("FD004")
+    _publish_signed(run, 1, "roster.json", ROSTER_KIND, doc)
+    with pytest.raises(secagg.SecAggError, match="is not the one it masked with"):
+        reveal(sites["FD002"], 1)
+    with pytest.raises(secagg.SecAggError, match="for another roster"):
+        mask_evaluation(sites["FD002"], 1, _evaluation(2))

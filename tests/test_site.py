@@ -19,6 +19,7 @@ DATA = Path(__file__).resolve().parents[1] / "usecases" / "predictive_maintenanc
 def federation_file(tmp_path):
     doc = {"federation": {"name": "f", "usecase": "predictive_maintenance", "quorum": 1,
                           "keys_dir": str(tmp_path / "centre-keys"), "runs_dir": str(tmp_path / "runs")},
+           "model": {"base_score": 0.5},
            "markets": {"FD001": {"data": "/nowhere/the-centre-does-not-know", "subsample": 0.1}}}
     path = tmp_path / "federation.toml"
     path.write_bytes(tomli_w.dumps(doc).encode())
@@ -75,7 +76,7 @@ def test_agent_trains_on_its_own_data_with_its_own_keys(tmp_path, monkeypatch, f
 
     data = market.load_data(site)
     update = market.train_update(site, data, None)
-    envelope = market.seal_payload(site, 1, "", {"model": update.model, "n_rows": update.n_rows})
+    envelope = market.seal_payload(site, 1, "0" * 64, {"model": update.model, "n_rows": update.n_rows})
     # Only the market holds its private keys; the centre holds its public identity and can open the envelope.
     assert not (tmp_path / "centre-keys" / "FD001.sign.pem").exists()
     assert (tmp_path / "centre-keys" / "FD001.pub.json").exists()

@@ -3,10 +3,13 @@
 import datetime as dt
 import ipaddress
 import json
+import socket
+import ssl
 import stat
 
 import pytest
 import tomli_w
+import xgboost as xgb
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -82,6 +85,42 @@ def test_create_federation_tls_for_tests_and_benchmarks_reuses_the_ca(tmp_path):
     assert tls.common_name(cert_b.subject) == "B" and _mode(second.client("B").key) == 0o600
 
 
+# --- the histogram strategy's gRPC server: mutual TLS ----------------------------------------------
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000")  # + an empty SETTINGS frame
+
+
+def _dial(port, files, client=None) -> bytes:
+    """Open TLS to the federated server as a gRPC client would (ALPN h2), send the HTTP/2 preface, return the
+    server's first bytes; b"" if it ends the connection (with TLS 1.3 the client learns that only after its side of
+    the handshake)."""
+    ctx = ssl.create_default_context(cafile=str(files.ca_cert))
+    ctx.set_alpn_protocols(["h2"])
+    if client is not None:
+        ctx.load_cert_chain(str(client.cert), str(client.key))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        try:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as conn:
+                conn.sendall(H2_PREFACE)
+                return conn.recv(64)
+        except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+            return b""
+
+
+@pytest.mark.skipif(not xgb.build_info().get("USE_FEDERATED"), reason="xgboost without federated plugin")
+def test_the_histogram_server_refuses_a_client_that_presents_no_certificate(tmp_path, capfd):
+    from fedpipe.strategies import histogram
+
+    files = create_federation_tls(tmp_path / "tls", ["A"])
+    port = histogram.free_port()
+    with histogram.federated_server(1, port, files, timeout_s=30):  # the real server process, as a round starts it
+        refused = _dial(port, files)  # trusts the CA, but shows no certificate of its own
+        control = _dial(port, files, files.client("A"))  # the same dial with A's CA-issued certificate
+    assert refused == b""  # not one HTTP/2 byte: the connection was ended
+    assert len(control) >= 9 and control[3] == 0x04  # an HTTP/2 SETTINGS frame: it does talk to a certified client
+    assert "PEER_DID_NOT_RETURN_A_CERTIFICATE" in capfd.readouterr().err  # the server's own reason
+
+
 # --- fedpipe.tls_enrolment: the round's exchange ----------------------------------------------------
 
 
@@ -89,6 +128,7 @@ def test_create_federation_tls_for_tests_and_benchmarks_reuses_the_ca(tmp_path):
 def fed(tmp_path):
     doc = {"federation": {"name": "f", "usecase": "predictive_maintenance", "quorum": 1,
                           "keys_dir": str(tmp_path / "keys")},
+           "model": {"base_score": 0.5},  # bagging needs an agreed intercept (fedpipe.config)
            "markets": {m: {"data": f"data/{m}"} for m in ("A", "B")}}
     (tmp_path / "fed.toml").write_text(tomli_w.dumps(doc))
     federation = load_federation(tmp_path / "fed.toml")
@@ -194,5 +234,6 @@ def test_the_rounds_record_says_why_a_market_was_left_out(fed, tmp_path):
     enrol.publish_ca(federation, exchange, 1, centre)
     _request(sites["A"], 1)
     _, dropped = enrol.sign_requests(federation, exchange, 1, ["A", "B"], centre)
-    _, reasons = open_sealed(Run(federation, "r", tmp_path, exchange), 1, "", "update")
+    _, reasons = open_sealed(Run(federation, "r", tmp_path, exchange), 1, sealing.sha256_hex(b"genesis"),
+                             "update")
     assert reasons["B"] == dropped["B"] and reasons["B"].startswith("refused TLS request: market 'B'")

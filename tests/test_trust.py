@@ -18,6 +18,7 @@ T0 = datetime(2025, 3, 1, tzinfo=timezone.utc)
 def _write(tmp_path, markets: dict, aggregator: dict | None = None):
     doc = {"federation": {"name": "f", "usecase": "predictive_maintenance", "quorum": 1,
                           "keys_dir": str(tmp_path / "keys")},
+           "model": {"base_score": 0.5},
            "markets": {m: {"data": f"data/{m}", **extra} for m, extra in markets.items()}}
     if aggregator is not None:
         doc["aggregator"] = aggregator
@@ -92,8 +93,8 @@ def test_registered_keys_seal_and_open(tmp_path):
     m = generate_identity(tmp_path / "m", "FD001")
     a = generate_identity(tmp_path / "a", "aggregator")
     fed = _write(tmp_path, {"FD001": _keys(m)}, aggregator=_keys(a))
-    env = seal_update(b"trees", federation="f", round=1, market="FD001", parent="",
+    env = seal_update(b"trees", federation="f", round=1, market="FD001", parent="0" * 64,
                       recipient=trust.aggregator_keys(fed)[0], signer=load_identity(tmp_path / "m", "FD001"))
-    _, payload = open_update(env, federation="f", round=1, parent="", senders=trust.senders(fed),
+    _, payload = open_update(env, federation="f", round=1, parent="0" * 64, senders=trust.senders(fed),
                              recipient=load_identity(tmp_path / "a", "aggregator"), revoked=trust.revoked_markets(fed))
     assert payload == b"trees"

@@ -6,6 +6,7 @@ import argparse
 import getpass
 import os
 import re
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,7 +16,8 @@ it) and an Ed25519 key pair (it signs with it), kept in the keys folder: private
 protected by a passphrase, which is read from the FEDPIPE_KEY_PASSPHRASE environment variable or asked for at a
 prompt, never given on the command line. `init` and `rotate` print the public part as TOML: paste it into the
 federation file so every party trusts exactly those keys (without it, fedpipe trusts <party>.pub.json in the keys
-folder, which is how the demo runs with no key step).
+folder, which is how the demo runs with no key step). `rotate` keeps the protection: passphrase-protected keys are
+replaced by keys under the same passphrase.
 
 examples:
   fedpipe keys init --market FD001 --config federations/cmapss.toml
@@ -129,17 +131,23 @@ def _duration(text: str) -> timedelta:
     return timedelta(**{unit: float(m.group(1))})
 
 
-def _passphrase(args: argparse.Namespace, confirm: bool) -> bytes | None:
+def _passphrase(args: argparse.Namespace, confirm: bool, needed: bool = False) -> bytes | None:
+    """With --passphrase (or if `needed`): from FEDPIPE_KEY_PASSPHRASE, else asked at a prompt; otherwise None."""
     from fedpipe.errors import FedpipeError
     from fedpipe.keys import PASSPHRASE_ENV
 
-    if not getattr(args, "passphrase", False):
+    if not (getattr(args, "passphrase", False) or needed):
         return None
     if os.environ.get(PASSPHRASE_ENV):
         return os.environ[PASSPHRASE_ENV].encode()
-    first = getpass.getpass("Key passphrase: ")
-    if confirm and getpass.getpass("Repeat the passphrase: ") != first:
-        raise FedpipeError("the two passphrases differ; nothing was written")
+    if sys.stdin is None or not sys.stdin.isatty():  # getpass would fail with EOFError, or read a pipe
+        raise FedpipeError(f"no terminal to prompt for a passphrase; set {PASSPHRASE_ENV}")
+    try:
+        first = getpass.getpass("Key passphrase: ")
+        if confirm and getpass.getpass("Repeat the passphrase: ") != first:
+            raise FedpipeError("the two passphrases differ; nothing was written")
+    except EOFError:
+        raise FedpipeError("no passphrase entered; nothing was written") from None
     if not first:
         raise FedpipeError("empty passphrase; nothing was written")
     return first.encode()
@@ -179,7 +187,9 @@ def handle(args: argparse.Namespace) -> int:
         print(f"# paste this{where}:")
         print(snippet(pub))
     elif args.keys_action == "rotate":
-        pub, old = keys.rotate_identity(directory, party, grace=args.grace, passphrase=_passphrase(args, False))
+        # encrypted keys are replaced by encrypted ones: their passphrase is needed even without --passphrase
+        passphrase = _passphrase(args, confirm=False, needed=keys.is_encrypted(directory, party))
+        pub, old = keys.rotate_identity(directory, party, grace=args.grace, passphrase=passphrase)
         still = [r for r in keys.load_previous(directory, party) if r.valid_at()]
         print(f"# rotated keys of '{party}' in {directory}: {old.identity.fingerprint} -> {pub.fingerprint}; "
               f"the old keys stay trusted until {old.not_after:%Y-%m-%d %H:%M} UTC")

@@ -45,14 +45,20 @@ def handle(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline machines: no telemetry noise
     os.environ.setdefault("PREFECT_CLIENT_RETRY_EXTRA_CODES", "500")  # SQLite's "database is locked": retry
-    from fedpipe.central import comparison_table, markdown_table
     from fedpipe.config import load_federation
+    from fedpipe.strategies import check_strategy
+
+    # Fail fast, before Prefect starts: a bad config, or a strategy this federation or machine cannot run
+    # (e.g. histogram without XGBoost's federated plugin). The round flow checks again for API callers.
+    federation = load_federation(args.config)
+    check_strategy(args.strategy or federation.strategy, federation)
+
+    from fedpipe.central import comparison_table, markdown_table
     from flows.round import federated_training
 
     # Round progress comes from the round flow's logger; one "Finished in state" line per task is noise here.
     logging.getLogger("prefect.task_runs").setLevel(logging.WARNING)
 
-    load_federation(args.config)  # fail fast on a bad config, before Prefect starts
     started = time.perf_counter()
     run_dir = Path(federated_training(config=str(Path(args.config).resolve()), rounds=args.rounds,
                                       run_id=args.run_id, resume=args.resume,

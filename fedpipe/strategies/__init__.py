@@ -8,7 +8,8 @@
   local-only, global and personalised.
 """
 
-from fedpipe.config import STRATEGIES
+from fedpipe.config import STRATEGIES, check_base_score
+from fedpipe.errors import StrategyError
 
 TREE_STRATEGIES = ("bagging", "cyclic", "histogram")
 
@@ -24,6 +25,28 @@ def round_step(strategy: str, trees_per_round: int) -> str:
     if strategy == "histogram":
         return f"{trees_per_round} trees per round grown by all markets together"
     return f"{trees_per_round} new trees per market per round"
+
+
+def check_strategy(strategy: str, federation=None) -> str:
+    """The strategy, if the round flow can run it here with ``federation``; a StrategyError (or, for a missing
+    base_score, ConfigError) otherwise. Plain and Prefect-free: ``fedpipe run`` calls it before Prefect starts."""
+    if strategy not in STRATEGIES:
+        raise StrategyError(f"strategy '{strategy}' is not one the round flow runs "
+                            f"(choose from {', '.join(STRATEGIES)})")
+    if strategy == "cyclic" and federation is not None and federation.screening.holdout_check:
+        # each visit builds on the last, so one update cannot be judged (or dropped) apart from the ones after it
+        raise StrategyError("strategy 'cyclic' cannot be combined with [screening] holdout_check = true "
+                            "(each market's trees are fitted on top of the previous market's)")
+    if strategy == "fedavg" and federation is not None and federation.screening.holdout_check:
+        raise StrategyError("strategy 'fedavg' cannot be combined with [screening] holdout_check = true "
+                            "(hold-out screening scores tree updates)")
+    if federation is not None:  # a --strategy override may need the base_score the file's strategy did not
+        check_base_score(federation, strategy)
+    if strategy == "histogram":
+        from fedpipe.strategies.histogram import require_federated_plugin
+
+        require_federated_plugin()
+    return strategy
 
 
 def aggregate(strategy: str, global_doc: dict | None, updates: list) -> dict:

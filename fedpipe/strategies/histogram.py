@@ -22,11 +22,8 @@ from typing import Any, Iterator
 
 import xgboost as xgb
 
+from fedpipe.errors import FederatedUnavailable
 from fedpipe.tls import ClientTls, FederationTls
-
-
-class FederatedUnavailable(RuntimeError):
-    """The installed xgboost was built without the federated plugin."""
 
 
 def require_federated_plugin() -> None:

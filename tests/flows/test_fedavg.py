@@ -110,3 +110,35 @@ def test_secure_fedavg_equals_plain_average_and_survives_a_dropout(federation, m
         assert np.mean(secagg.from_wire(payload["secagg"]["masked"]) == secagg.encode(own)) < 0.01
     metrics = pd.read_parquet(run_dir / "metrics.parquet")
     assert set(metrics["market"]) == {"federation"} and {"federated", "local_only"} <= set(metrics["model"])
+
+
+def test_secure_fedavg_never_asks_for_the_seeds_of_a_market_whose_vector_arrived(federation, monkeypatch):
+    """FD004's masked weights arrive one value too long. Recovering it like a dropout would have the survivors
+    reveal their seeds with FD004 while the centre holds its vector (and so its weights): instead the round has no
+    sum and fails its quorum with every market's reason, and no survivors' list or reveal is ever posted."""
+    from fedpipe.errors import QuorumError
+
+    markets = ("FD001", "FD002", "FD003", "FD004")
+    config, _ = federation(markets=markets, rounds=1, quorum=3, strategy="fedavg", secure_aggregation=True)
+    real_weights = flows.fedavg.weights_payload
+
+    def long_fd004_weights(site, data, global_doc, round_):  # fault injection: FD004 masks one value too many
+        payload = real_weights(site, data, global_doc, round_)
+        if site.market == "FD004":
+            masked = secagg.from_wire(payload["secagg"]["masked"])
+            payload["secagg"]["masked"] = secagg.to_wire(np.append(masked, np.uint64(7)))
+        return payload
+
+    monkeypatch.setattr(flows.fedavg, "weights_payload", long_fd004_weights)
+    with pytest.raises(QuorumError, match=r"(?s)round 1.*FD004: rejected weights: masked vector of .*"
+                                          r"may not ask for the survivors' seeds"):
+        federated_training(config=str(config), run_id="secure-misfit")
+
+    run_dir = config.parent / "runs" / "secure-misfit"
+    failure = json.loads((run_dir / "failure.json").read_text())
+    assert failure["round"] == 1 and sorted(failure["dropped"]) == list(markets)
+    assert all("['FD004']" in why for why in failure["dropped"].values())
+    secagg_dir = run_dir / "exchange" / "round-001" / "secagg"
+    assert (secagg_dir / "roster-weights.json").exists()  # the step did run, masked
+    assert not list(secagg_dir.glob("survivors*")) and not list(secagg_dir.glob("reveal*"))
+    assert (run_dir / "exchange" / "round-001" / "updates" / "FD004.sealed").exists()  # it did arrive
