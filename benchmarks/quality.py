@@ -302,10 +302,13 @@ def targets(table: pd.DataFrame, data_poor: dict[str, str]) -> list[str]:
         behind = [m for m in markets if (v.loc[m, "histogram"] < lo[m] if main == "auc"
                                          else v.loc[m, "histogram"] > hi[m])]
         detail = ", ".join(f"{m} ({v.loc[m, 'histogram']:.5f} vs {worst_order[m]:.5f})" for m in behind)
+        median = v[[c for c in v.columns if c == "pooled" or c.startswith("pooled_order_")]].median(axis=1)
+        off = ((v["histogram"] - median).abs() / median.abs()).loc[markets]
         lines.append(f"  pooled itself, the same rows in {ORDERS} orders (quantile-sketch cut points only): spans up "
                      f"to {100 * spread[loud]:.2f} % on {loud} ({lo[loud]:.4f}..{hi[loud]:.4f}); histogram no worse "
                      f"than pooled's worst order on every market: "
-                     f"{'yes' if not behind else 'no, behind on ' + detail}.")
+                     f"{'yes' if not behind else 'no, behind on ' + detail}; histogram vs pooled's median over the "
+                     f"orders: largest gap {100 * off.max():.2f} % on {off.idxmax()}.")
         cuts = part[part.method == "histogram_pooled_cuts"]
         if len(cuts):
             lines.append(f"  histogram given the pooled model's cut points: max |prediction - pooled's| "
