@@ -236,6 +236,14 @@ def _check_usecase_keys(config: FederationConfig, source: Path) -> None:
         usecase.for_task(config.usecase_options)
     except ConfigError as exc:
         raise ConfigError(source, "usecase.task", exc.problem) from None
+    if usecase.check_options is not None:
+        for market, settings in config.markets.items():
+            options = {**usecase.defaults, **config.usecase_options, "subsample": settings.subsample,
+                       "seed": config.seed}  # as the market will see them (fedpipe.market.MarketSite.options)
+            try:
+                usecase.check_options(market, options)
+            except ConfigError as exc:
+                raise ConfigError(source, f"usecase.{exc.field}", exc.problem) from None
 
 
 def _check_model_params(config: FederationConfig, source: Path) -> None:

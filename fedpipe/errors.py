@@ -27,6 +27,12 @@ class MarketDataError(FedpipeError):
         super().__init__(f"market '{market}': {self.file}: {where}: {problem}")
 
 
+class MarketExcluded(FedpipeError):
+    """A market flow stopped and the market sits the round out. The message is its status note's reason: it names
+    the file and field but not where the market's data lives, because a failed flow's error reaches the Prefect
+    server (the council's, in deployed mode)."""
+
+
 class SealError(FedpipeError):
     """A sealed envelope was rejected: bad signature, wrong round, unknown market, tampering.
 

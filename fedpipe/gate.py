@@ -5,8 +5,8 @@ current champion by more than ``[registry] tolerance`` on ``[registry] metric``.
 markets (:func:`score_champion`, called from the ``market-gate`` flow); only metrics come back, sealed. The
 candidate's metrics are the ones its markets already sealed in the run's last round (``metrics.parquet``).
 
-Public API: :func:`gate`, :func:`score_champion`, :func:`publish_champion`, :func:`open_gate_metrics`,
-:func:`candidate_metrics`, :func:`model_card`.
+Public API: :func:`gate`, :func:`vouching_markets`, :func:`score_champion`, :func:`publish_champion`,
+:func:`open_gate_metrics`, :func:`candidate_metrics`, :func:`model_card`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,18 @@ GATE_ROUND = 0  # gate envelopes and the champion's signature use round 0: no tr
 CHAMPION_KIND = "gate-champion"
 
 
+def vouching_markets(federation) -> list[str]:
+    """Every market that must vouch for a new champion: all of the federation's, bar revoked ones. A market left
+    out of the run (bad data, timed out) has no metrics for the candidate, so it blocks: the council cannot tell it
+    is not worse off, and can still promote by hand (``fedpipe models promote``)."""
+    from fedpipe.trust import revoked_markets
+
+    revoked = revoked_markets(federation)
+    return sorted(m for m in federation.markets if m not in revoked)
+
+
 def gate(candidate: dict[str, dict], champion: dict[str, dict] | None, *, metric: str, tolerance: float,
-         markets: list[str] | None = None) -> dict[str, Any]:
+         markets: list[str] | None = None, reasons: dict[str, str] | None = None) -> dict[str, Any]:
     """Decide whether ``candidate`` may replace ``champion``.
 
     Args:
@@ -34,6 +44,7 @@ def gate(candidate: dict[str, dict], champion: dict[str, dict] | None, *, metric
         tolerance: how much worse a market may get before it blocks the candidate.
         markets: the markets that must vouch for the candidate (default: those in ``candidate``). One that sent
             no metrics for either model blocks: the council cannot tell it is not worse off.
+        reasons: why a market sent no metrics (left out of the round, gate metrics rejected), said in its row.
 
     Returns:
         ``{"passed", "metric", "tolerance", "markets": {m: {candidate, champion, worse_by, blocks}},
@@ -50,7 +61,8 @@ def gate(candidate: dict[str, dict], champion: dict[str, dict] | None, *, metric
         if new is None or old is None or math.isnan(new) or math.isnan(old):
             missing = "candidate" if new is None or math.isnan(new) else "champion"
             rows[market] = {"candidate": new, "champion": old, "worse_by": None, "blocks": True,
-                            "why": f"no {metric} for the {missing} on {market}'s held-out data"}
+                            "why": f"no {metric} for the {missing} on {market}'s held-out data"
+                                   + (f" ({reasons[market]})" if reasons and market in reasons else "")}
             blocked.append(market)
             continue
         worse_by = sign * (new - old)

@@ -376,7 +376,8 @@ def rotate_identity(
 
     Rotation never weakens protection: if the current keys are passphrase-protected, the new ones are encrypted
     with the passphrase that opens them (`passphrase`, else FEDPIPE_KEY_PASSPHRASE; neither: KeyFileError, nothing
-    written). The passphrase is kept, not changed: retired keys in grace must open with the same one.
+    written). The passphrase is kept, not changed: retired keys in grace must open with the same one. Unprotected
+    keys rotated with a `passphrase` gain it: the new keys and the retired copies are both encrypted with it.
     """
     if not isinstance(grace, timedelta) or grace < timedelta(0):
         raise KeyFileError(f"grace period must be a non-negative timedelta, got {grace!r}")
@@ -388,12 +389,18 @@ def rotate_identity(
     if passphrase is None and is_encrypted(directory, party) and os.environ.get(PASSPHRASE_ENV):
         # the new keys get it too: without it they would be written unencrypted (a silent downgrade)
         passphrase = os.environ[PASSPHRASE_ENV].encode()
-    old = load_identity(directory, party, passphrase).public  # proves we hold the keys (and the passphrase)
+    adding = passphrase is not None and not is_encrypted(directory, party)  # rotation may add protection
+    current = load_identity(directory, party, None if adding else passphrase)  # proves we hold the keys
+    old = current.public
     retired = RetiredKey(old, now + grace)
     history = [r for r in load_previous(directory, party) if r.identity != old] + [retired]
     (Path(directory) / "retired").mkdir(mode=0o700, exist_ok=True)
-    for src, dst in zip((enc_path, sign_path), _retired_paths(directory, party, old.fingerprint)):
-        _write_atomic(dst, src.read_bytes(), 0o600)
+    for src, dst, key in zip((enc_path, sign_path), _retired_paths(directory, party, old.fingerprint),
+                             (current.enc_private, current.sign_private)):
+        # retired keys open with the same passphrase as the new ones (the centre uses one for all)
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.BestAvailableEncryption(passphrase)) if adding else src.read_bytes()
+        _write_atomic(dst, pem, 0o600)
     history_bytes = (json.dumps([r.to_dict() for r in history], indent=2) + "\n").encode()
     _write_atomic(_previous_path(directory, party), history_bytes, 0o644)
     new = generate_identity(directory, party, passphrase, overwrite=True)  # encrypted iff the old keys were

@@ -265,5 +265,6 @@ def describe_failure(site: MarketSite, exc: BaseException) -> dict[str, Any]:
     """Why a market sat a round out, for the centre: the message names file and field, not where data lives."""
     hide = lambda text: str(text).replace(str(site.data_dir), "<market data>")  # noqa: E731
     if isinstance(exc, MarketDataError):
-        return {"reason": hide(exc), "file": Path(exc.file).name, "field": exc.field}
+        file = "<market data>" if Path(exc.file) == Path(site.data_dir) else Path(exc.file).name  # not its folder
+        return {"reason": hide(exc), "file": file, "field": exc.field}
     return {"reason": hide(f"{type(exc).__name__}: {exc}")}

@@ -195,7 +195,7 @@ def write_report(run_root: str | Path) -> tuple[Path, Path]:
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>fedpipe report: {html.escape(name)}</title>
 <style>{CSS}</style></head><body>
 <h1>Run {html.escape(name)}</h1>
-<p class="sub">{len(rounds)} round(s), {metrics['market'].nunique()} market(s) evaluated; report written
+<p class="sub">{len(rounds)} round(s), {metrics.loc[metrics['market'] != 'federation', 'market'].nunique()} market(s) evaluated; report written
 {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Every number is one a market computed on its own held-out data.</p>
 <h2>Last round (round {last}): federated vs local-only</h2>
 {_table(summary)}

@@ -53,6 +53,9 @@ class UseCase:
     # Other learning tasks on the same data, chosen by the federation's ``[usecase] task = "<name>"``: each maps
     # to the fields it replaces, e.g. {"rul": {"label": "rul", "objective": "reg:squarederror", ...}}.
     tasks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # check_options(market, options) -> raises ConfigError naming the option; run on every market's options when
+    # the federation file is loaded, so a bad value stops the run before Prefect starts, not in every market.
+    check_options: Callable[[str, Mapping[str, Any]], Any] | None = None
 
     def target(self, table: pd.DataFrame, options: Mapping[str, Any]) -> np.ndarray:
         """The values the model learns for ``table``'s rows."""

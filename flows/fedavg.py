@@ -11,14 +11,14 @@ from prefect import flow, get_run_logger
 
 from fedpipe.errors import QuorumError
 from fedpipe.fedavg_round import SCALER, WEIGHTS, misfits, objective
-from fedpipe.market import describe_failure, fetch_genesis
+from fedpipe.market import fetch_genesis
 from fedpipe.secure_round import withhold_sum
 from flows.market import _site
 from flows.secure import recover_masks
 from tasks.central import publish_global_model, record_failure
 from tasks.fedavg import (check_plain, fetch_start_model, initial_model, open_sealed_updates, scaler_payload,
                           seal_payload, unmask_total, weights_payload)
-from tasks.market import load_market_data, publish, report_status, validate_market_data
+from tasks.market import load_market_data, publish, report_status, sit_out, validate_market_data
 from tasks.secure import open_masked, publish_roster
 
 
@@ -32,8 +32,7 @@ def market_scaler(config: str, market: str, round_: int, exchange: str) -> str:
         envelope = seal_payload(site, round_, fetch_genesis(site), scaler_payload(site, data))  # parent: the genesis
         publish(site, site.exchange.update(round_, market), envelope)
     except Exception as exc:
-        report_status(site, round_, "excluded", **describe_failure(site, exc))
-        raise
+        raise sit_out(site, round_, exc) from None
     return "sealed"
 
 
@@ -48,8 +47,7 @@ def market_train_fedavg(config: str, market: str, round_: int, exchange: str) ->
         payload = weights_payload(site, data, global_doc, round_)
         publish(site, site.exchange.update(round_, market), seal_payload(site, round_, parent, payload))
     except Exception as exc:
-        report_status(site, round_, "excluded", **describe_failure(site, exc))
-        raise
+        raise sit_out(site, round_, exc) from None
     report_status(site, round_, "sealed", validation=validation)
     get_run_logger().info("%s: sealed its fedavg weights for round %d", market, round_)
     return "sealed"

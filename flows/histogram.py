@@ -17,11 +17,10 @@ import json
 
 from prefect import flow, get_run_logger
 
-from fedpipe.market import describe_failure
 from fedpipe.strategies.histogram import communicator_args
 from flows.market import _site
 from tasks.histogram import fetch_tls_ca, load_client_tls, request_tls_certificate, train_histogram_update
-from tasks.market import (fetch_global_model, load_market_data, publish, report_status, seal_update,
+from tasks.market import (fetch_global_model, load_market_data, publish, report_status, seal_update, sit_out,
                           validate_market_data)
 
 
@@ -35,8 +34,7 @@ def market_join_histogram(config: str, market: str, round_: int, exchange: str) 
         ca_pem = fetch_tls_ca(site, round_)
         outcome = request_tls_certificate(site, round_, ca_pem)
     except Exception as exc:
-        report_status(site, round_, "excluded", **describe_failure(site, exc))
-        raise
+        raise sit_out(site, round_, exc) from None
     get_run_logger().info("%s: TLS certificate %s for round %d", market, outcome, round_)
     return outcome
 
@@ -60,8 +58,7 @@ def market_train_histogram(config: str, market: str, round_: int, exchange: str,
         update = train_histogram_update(site, data, global_doc, communicator)
         publish(site, site.exchange.update(round_, market), seal_update(site, round_, parent, update))
     except Exception as exc:
-        report_status(site, round_, "excluded", **describe_failure(site, exc))
-        raise
+        raise sit_out(site, round_, exc) from None
     report_status(site, round_, "sealed", trees=len(update.model["learner"]["gradient_booster"]["model"]["trees"]),
                   validation=validation)
     get_run_logger().info("%s: sealed the round's %d histogram trees", market, site.federation.trees_per_round)

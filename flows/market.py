@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from fedpipe.market import MarketSite, describe_failure
+from fedpipe.market import MarketSite
 from fedpipe.site import open_market_site
 from tasks.market import (evaluate_models, fetch_global_model, load_market_data, publish, report_status,
-                          seal_metrics, seal_update, train_local_update, validate_market_data)
+                          seal_metrics, seal_update, sit_out, train_local_update, validate_market_data)
 
 
 def _site(config: str, market: str, exchange: str) -> MarketSite:
@@ -28,8 +28,7 @@ def market_train(config: str, market: str, round_: int, exchange: str, visits: i
         update = train_local_update(site, data, global_doc)
         publish(site, site.exchange.update(round_, market), seal_update(site, round_, parent, update))
     except Exception as exc:
-        report_status(site, round_, "excluded", **describe_failure(site, exc))
-        raise
+        raise sit_out(site, round_, exc) from None
     report_status(site, round_, "sealed", trees=len(update.model["learner"]["gradient_booster"]["model"]["trees"]),
                   validation=validation)
     get_run_logger().info("%s: sealed %d rows' worth of new trees for round %d", market, update.n_rows, round_)
@@ -61,8 +60,7 @@ def market_describe(config: str, market: str, exchange: str) -> str:
     try:
         report = describe_schema(site, load_market_data(site))
     except Exception as exc:
-        report_status(site, 0, "excluded", **describe_failure(site, exc))
-        raise
+        raise sit_out(site, 0, exc) from None
     report_status(site, 0, "described", schema=report)
     return "described"
 

@@ -104,12 +104,26 @@ def histogram_round(federation, run_market_flows, markets: list[str], *, config:
         stop_federated_server(server)
 
 
+def current_api_url() -> str | None:
+    """The Prefect API this flow reports to: the configured one, or the temporary server `fedpipe run` started.
+
+    Prefect leaves PREFECT_API_URL unset in embedded mode; without this, each market process would start a
+    temporary server of its own (slow, and the runs would not show in the same place)."""
+    if PREFECT_API_URL.value():
+        return PREFECT_API_URL.value()
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the process's one temporary server (Prefect keeps a single instance)
+    return server.api_url if server.running else None
+
+
 def run_market_processes(markets: list[str], timeout_s: float, **params) -> dict[str, int | None]:
     """One ``market-train-histogram`` flow per market, each in its own process, all at once; exit codes back."""
     logger = get_run_logger()
     env = dict(os.environ)
-    if PREFECT_API_URL.value():
-        env["PREFECT_API_URL"] = PREFECT_API_URL.value()  # the runs show in the same Prefect API
+    api_url = current_api_url()
+    if api_url:
+        env["PREFECT_API_URL"] = api_url  # the runs show in the same Prefect API, and start no server of their own
     procs = {market: subprocess.Popen(
         [sys.executable, "-m", "flows.histogram", json.dumps({**params, "market": market})], env=env)
         for market in markets}

@@ -95,8 +95,10 @@ def decide_promotion(run, version: int, round_: int, champion_sha: str | None) -
     registry = Registry(fed.registry.dir, fed.name)
     candidate = g.candidate_metrics(run.root, round_)
     champion, missing = g.open_gate_metrics(run, champion_sha) if champion_sha else (None, {})
+    left_out = next((r.get("dropped", {}) for r in run.rounds if r["round"] == round_), {})
+    missing = {**{m: f"left out of round {round_}: {why}" for m, why in left_out.items()}, **missing}
     result = g.gate(candidate, champion, metric=fed.registry.metric, tolerance=fed.registry.tolerance,
-                    markets=sorted(candidate) if champion is None else sorted(set(candidate) | set(champion)))
+                    markets=sorted(candidate) if champion is None else g.vouching_markets(fed), reasons=missing)
     result["champion_version"] = registry.aliases().get("champion")
     result["missing"] = missing
     alias = registry.decide(version, result)

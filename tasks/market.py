@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from fedpipe import market as m
+from fedpipe.errors import MarketExcluded
 
 # Inputs here are DataFrames and boosters: hashing them for Prefect's cache would cost more than the work.
 market_task = task(cache_policy=NO_CACHE)
@@ -55,3 +58,15 @@ def publish(site: m.MarketSite, path: str, envelope: bytes) -> str:
 @market_task
 def report_status(site: m.MarketSite, round_: int, status: str, **details) -> None:
     m.write_status(site, round_, status, **details)
+
+
+def sit_out(site: m.MarketSite, round_: int, exc: Exception) -> MarketExcluded:
+    """Post why this market sits the round out and return the error its flow raises instead of ``exc``.
+
+    Both carry only the status note's words (file and field, not the data's location): a failed flow's error and
+    traceback go to the Prefect server. The full error stays in this process's own log, for the market's team.
+    """
+    logging.getLogger("fedpipe.market").warning("%s: round %d: %s", site.market, round_, exc, exc_info=exc)
+    note = m.describe_failure(site, exc)
+    report_status(site, round_, "excluded", **note)
+    return MarketExcluded(note["reason"])

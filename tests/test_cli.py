@@ -74,3 +74,9 @@ def test_run_cyclic_with_holdout_screening_is_refused_before_prefect(tmp_path, c
     config.write_text(DEMO.read_text() + "\n[screening]\nholdout_check = true\n")
     assert main(["run", "--config", str(config), "--strategy", "cyclic"]) == 2
     assert "strategy 'cyclic' cannot be combined with [screening] holdout_check" in capsys.readouterr().err
+
+
+def test_resuming_a_run_that_is_not_there_is_refused_before_prefect(capsys, no_round_flow):
+    assert main(["run", "--config", str(DEMO), "--resume", "no-such-run"]) == 2
+    err = capsys.readouterr().err
+    assert "no run 'no-such-run' to resume" in err and len(err.strip().splitlines()) == 1

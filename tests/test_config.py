@@ -235,3 +235,14 @@ def test_histogram_host_is_loopback_unless_configured(tmp_path):
     doc["federation"].update(strategy="histogram", histogram_host="centre.council.internal")
     (tmp_path / "f.toml").write_text(_toml(doc))
     assert load_federation(tmp_path / "f.toml").histogram_host == "centre.council.internal"
+
+
+@pytest.mark.parametrize("usecase, option, value", [("predictive_maintenance", "horizon", -3),
+                                                     ("drilling_efficiency", "holdout", 0.9)])
+def test_a_bad_usecase_option_is_refused_on_load_not_in_every_market(tmp_path, usecase, option, value):
+    doc = copy.deepcopy(BASE)
+    doc["federation"]["usecase"] = usecase
+    doc["usecase"] = {option: value}
+    (tmp_path / "f.toml").write_text(_toml(doc))
+    with pytest.raises(ConfigError, match=rf"field 'usecase.{option}': must be"):
+        load_federation(tmp_path / "f.toml")

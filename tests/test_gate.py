@@ -88,3 +88,31 @@ def test_model_card_has_the_sections_the_council_asked_for():
                     "## Per-market metrics", "| A | 0.2000 | 0.1000 | 0.1000 | True |", "## ROI",
                     "## Limitations", "B: stopped before round 1", "not passed"):
         assert section in card
+
+
+def test_every_market_but_a_revoked_one_must_vouch_and_a_left_out_one_says_why(tmp_path):
+    from fedpipe.config import load_federation
+    from fedpipe.gate import vouching_markets
+
+    (tmp_path / "f.toml").write_text("""
+[federation]
+name = "f"
+usecase = "predictive_maintenance"
+quorum = 1
+[model]
+base_score = 0.5
+[markets.A]
+data = "a"
+[markets.B]
+data = "b"
+[markets.C]
+data = "c"
+revoked = true
+""", encoding="utf-8")
+    markets = vouching_markets(load_federation(tmp_path / "f.toml"))
+    assert markets == ["A", "B"]
+    champ = {"A": {"log_loss": 0.1}}
+    result = gate({"A": {"log_loss": 0.1}}, champ, metric="log_loss", tolerance=0.01, markets=markets,
+                  reasons={"B": "left out of round 3: market data folder not found"})
+    assert not result["passed"] and result["blocked_by"] == ["B"]
+    assert "(left out of round 3: market data folder not found)" in result["summary"]

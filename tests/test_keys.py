@@ -293,3 +293,15 @@ def test_rotation_of_protected_keys_without_any_passphrase_writes_nothing(tmp_pa
         rotate_identity(tmp_path, "FD001", grace=timedelta(days=1))
     assert (tmp_path / "FD001.enc.pem").read_bytes() == before and not (tmp_path / "retired").exists()
     assert not is_encrypted(tmp_path, "nobody") and not is_encrypted(tmp_path / "missing", "FD001")
+
+
+def test_rotation_can_add_a_passphrase_to_unprotected_keys(tmp_path, monkeypatch):
+    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+    old = generate_identity(tmp_path, "FD001")
+    new, _ = rotate_identity(tmp_path, "FD001", grace=timedelta(days=1), passphrase=b"now protected", now=T0)
+    assert is_encrypted(tmp_path, "FD001") and load_identity(tmp_path, "FD001", b"now protected").public == new
+    retired = sorted((tmp_path / "retired").iterdir())
+    assert len(retired) == 2 and all(p.read_bytes().startswith(b"-----BEGIN ENCRYPTED") for p in retired)
+    assert all(_mode(p) == 0o600 for p in retired)
+    # the old keys, retired, open with the new passphrase: what was sealed to them in grace is not lost
+    assert [i.public for i in decryption_identities(tmp_path, "FD001", b"now protected", now=T0)] == [new, old]

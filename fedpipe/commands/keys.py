@@ -17,7 +17,8 @@ protected by a passphrase, which is read from the FEDPIPE_KEY_PASSPHRASE environ
 prompt, never given on the command line. `init` and `rotate` print the public part as TOML: paste it into the
 federation file so every party trusts exactly those keys (without it, fedpipe trusts <party>.pub.json in the keys
 folder, which is how the demo runs with no key step). `rotate` keeps the protection: passphrase-protected keys are
-replaced by keys under the same passphrase.
+replaced by keys under the same passphrase; `rotate --passphrase` on unprotected keys adds one (to the retired copies
+too).
 
 examples:
   fedpipe keys init --market FD001 --config federations/cmapss.toml
@@ -187,8 +188,10 @@ def handle(args: argparse.Namespace) -> int:
         print(f"# paste this{where}:")
         print(snippet(pub))
     elif args.keys_action == "rotate":
-        # encrypted keys are replaced by encrypted ones: their passphrase is needed even without --passphrase
-        passphrase = _passphrase(args, confirm=False, needed=keys.is_encrypted(directory, party))
+        # encrypted keys are replaced by encrypted ones: their passphrase is needed even without --passphrase;
+        # unprotected keys rotated with --passphrase gain a new one (asked twice at a prompt)
+        encrypted = keys.is_encrypted(directory, party)
+        passphrase = _passphrase(args, confirm=not encrypted, needed=encrypted)
         pub, old = keys.rotate_identity(directory, party, grace=args.grace, passphrase=passphrase)
         still = [r for r in keys.load_previous(directory, party) if r.valid_at()]
         print(f"# rotated keys of '{party}' in {directory}: {old.identity.fingerprint} -> {pub.fingerprint}; "

@@ -52,6 +52,10 @@ def handle(args: argparse.Namespace) -> int:
     # (e.g. histogram without XGBoost's federated plugin). The round flow checks again for API callers.
     federation = load_federation(args.config)
     check_strategy(args.strategy or federation.strategy, federation)
+    if args.resume:
+        from fedpipe.resume import run_folder
+
+        run_folder(federation, args.resume)  # a run that is not there: say so now
 
     from fedpipe.central import comparison_table, markdown_table
     from flows.round import federated_training

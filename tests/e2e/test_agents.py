@@ -89,7 +89,7 @@ def test_histogram_round_joins_each_markets_worker_from_its_own_agent(deployed):
     assert booster.num_boosted_rounds() == 2  # the collective's trees once, not once per market
     assert sorted(json.loads((run_dir / "rounds.json").read_text())[0]["contributors"]) == sorted(MARKETS)
     children = deployed.children(flow_run_id)
-    for name in ("TLS certificate", "(histogram)"):
+    for name in ("join the histogram collective", "(histogram)"):
         runs = {c["parameters"]["market"]: c for c in children if name in c["name"]}
         assert set(runs) == set(MARKETS), name
         assert {m: (r["work_pool_name"], r["state"]["type"]) for m, r in runs.items()} == \

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -11,7 +12,9 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 from prefect import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterState,
+                                            FlowRunFilterStateType)
+from prefect.client.schemas.objects import StateType
 from prefect.context import FlowRunContext
 
 from flows.round import federated_training
@@ -156,6 +159,16 @@ def test_bad_market_is_left_out_and_the_round_goes_on(federation, how):
     assert (run_dir / "models" / "round-001.json").exists()
     metrics = pd.read_parquet(run_dir / "metrics.parquet")
     assert set(metrics["market"]) == {"FD001", "FD003", "FD004", "federation"}  # federation: summed statistics
+    # What reached the Prefect API about the failed market flow names the file, not where the market keeps it.
+    failed = [r for r in asyncio.run(_failed_flow_runs()) if r.parameters.get("config") == str(config)]
+    assert [r.parameters["market"] for r in failed] == ["FD002"]
+    assert file in failed[0].state.message and str(folders["FD002"]) not in failed[0].state.message
+
+
+async def _failed_flow_runs():
+    async with get_client() as client:
+        return await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.FAILED]))))
 
 
 def test_below_quorum_the_run_stops_without_a_global_model(federation):

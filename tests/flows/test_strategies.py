@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -58,3 +61,28 @@ def test_unknown_strategy_is_refused_before_training(federation):
     config, _ = federation(markets=("FD001", "FD004"), rounds=1, trees=1, quorum=2)
     with pytest.raises(ValueError, match="strategy .gossip. is not one the round flow runs"):
         federated_training(config=str(config), strategy="gossip")
+
+
+EMBEDDED = """
+from prefect import flow, get_client
+from flows.strategies import current_api_url
+
+@flow
+def reports_to():
+    with get_client(sync_client=True) as client:
+        return current_api_url(), str(client.api_url)
+
+print("API", *reports_to())
+"""
+
+
+def test_embedded_market_processes_are_pointed_at_the_runs_own_temporary_server(tmp_path):
+    """Without PREFECT_API_URL (fedpipe run's embedded mode), histogram's market processes get the temporary
+    server's URL, rather than each starting a server of its own."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(tmp_path), PYTHONPATH=str(Path(__file__).resolve().parents[2]),
+               PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    out = subprocess.run([sys.executable, "-c", EMBEDDED], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    handed_on, flow_api = next(line.split()[1:] for line in out.stdout.splitlines() if line.startswith("API "))
+    assert handed_on.startswith("http://127.0.0.1:") and handed_on.rstrip("/") == flow_api.rstrip("/")

@@ -7,7 +7,7 @@ weight-on-bit and rotary-speed recommendations would save there (``roi.py``).
 
 from fedpipe.usecase import UseCase
 
-from .data import LABEL, load_market, read_defaults
+from .data import LABEL, check_options, load_market, read_defaults
 from .features import model_inputs
 from .roi import drilling_value
 
@@ -21,6 +21,7 @@ USECASE = UseCase(
     business_value=drilling_value,
     value_uses_model=True,
     defaults=read_defaults(),
+    check_options=check_options,
 )
 
 __all__ = ["USECASE", "drilling_value", "load_market", "model_inputs"]

@@ -45,7 +45,7 @@ def load_market(market: str, location: Path, options: Mapping[str, Any] | None =
         MarketData: ``test`` is the deepest ``holdout`` share of the rows, ``train`` the rows above it
         (subsampled if asked); both sorted by depth, with the columns ``COLUMNS``.
     """
-    opts = _check_options(market, options or {})
+    opts = check_options(market, options or {})
     location = Path(location)
     if not location.is_dir():
         raise MarketDataError(market, location, None,
@@ -59,7 +59,7 @@ def load_market(market: str, location: Path, options: Mapping[str, Any] | None =
     return MarketData(train=train.reset_index(drop=True), test=test, sources={"train": path, "test": path})
 
 
-def _check_options(market: str, options: Mapping[str, Any]) -> dict[str, Any]:
+def check_options(market: str, options: Mapping[str, Any]) -> dict[str, Any]:
     opts = {**read_defaults(), **options}
     where = f"options of market '{market}'"
     number = lambda v: isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)  # noqa: E731

@@ -6,7 +6,7 @@ engines and is evaluated on its own test engines with their true remaining usefu
 
 from fedpipe.usecase import UseCase
 
-from .data import LABEL, load_market, read_defaults
+from .data import LABEL, check_options, load_market, read_defaults
 from .features import build_features, model_inputs
 from .roi import maintenance_value
 from .rul import RUL_TASK
@@ -20,6 +20,7 @@ USECASE = UseCase(
     features=model_inputs,
     business_value=maintenance_value,
     defaults=read_defaults(),
+    check_options=check_options,
     tasks={"rul": RUL_TASK},  # [usecase] task = "rul": capped remaining useful life, regression
 )
 

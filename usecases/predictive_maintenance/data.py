@@ -57,7 +57,7 @@ def load_market(market: str, location: Path, options: Mapping[str, Any] | None =
         MarketData whose ``train`` has the raw columns plus ``rul`` and ``failure_within_horizon``, and whose
         ``test`` has the raw columns, the true ``rul`` and ``failure_within_horizon``; rows sorted by unit, cycle.
     """
-    opts = _check_options(market, options or {})
+    opts = check_options(market, options or {})
     location = Path(location)
     if not location.is_dir():
         problem = "is not a folder" if location.exists() else "market data folder not found"
@@ -96,7 +96,7 @@ def label_test(table: pd.DataFrame, horizon: int) -> pd.DataFrame:
     return table.assign(**{LABEL: (table["rul"] <= horizon).astype("int32")})
 
 
-def _check_options(market: str, options: Mapping[str, Any]) -> dict[str, Any]:
+def check_options(market: str, options: Mapping[str, Any]) -> dict[str, Any]:
     opts = {**read_defaults(), **options}
     where = f"options of market '{market}'"
 
