@@ -67,8 +67,8 @@ def federated_training(config: str, rounds: int | None = None, run_id: str | Non
         _, metrics, roi = record_round(run, round_, parent, payloads, dropped, evaluations, tables)
         record_lineage(run, round_)
         publish_round_artifacts(federation.name, round_, metrics, roi, dropped)
-        logger.info("round %d/%d done: %d contributed, %d left out %s", round_, rounds, len(payloads),
-                    len(dropped), dropped or "")
+        logger.info("round %d/%d done: %d contributed, %d left out%s", round_, rounds, len(payloads), len(dropped),
+                    "".join(f"\n  {market}: {why}" for market, why in sorted(dropped.items())))
     summary = write_summary(run)
     publish_summary_artifact(federation.name, summary.read_text())
     register_model(config, str(run.root), exchange, rounds, dispatch or federation.dispatch)  # champion or challenger
