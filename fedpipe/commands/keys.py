@@ -59,10 +59,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     rotate = party_parser("rotate", "replace a party's key pairs; old ones keep verifying for a grace period")
     rotate.add_argument("--grace", default="7d", type=_duration,
                         help="how long the old keys stay trusted: e.g. 7d, 12h, 30m, 0 (default 7d)")
-    show = actions.add_parser("show", help="print a party's public keys as TOML")
+    show = actions.add_parser("show", help=(h := "print a party's public keys as TOML"),
+                              description=h + ", to paste into the federation file")
     who = show.add_mutually_exclusive_group(required=True)
-    who.add_argument("--market", metavar="NAME")
-    who.add_argument("--aggregator", action="store_true")
+    who.add_argument("--market", metavar="NAME", help="a market's keys")
+    who.add_argument("--aggregator", action="store_true", help="the centre's keys")
     _where(show)
     show.set_defaults(handler=handle)
 

@@ -18,16 +18,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", required=True, help="federation TOML file, e.g. federations/cmapss.toml")
-    actions.add_parser("list", parents=[common], help="versions with their aliases, runs and status")
-    show = actions.add_parser("show", parents=[common], help="a version's model card (or --lineage/--gate as JSON)")
+    actions.add_parser("list", parents=[common], help=(h := "versions with their aliases, runs and status"),
+                       description=h)
+    show = actions.add_parser("show", parents=[common], help=(h := "a version's model card (or --lineage/--gate as JSON)"),
+                              description=h)
     show.add_argument("version", nargs="?", default="champion", help="number, 'champion' (default) or 'challenger'")
     show.add_argument("--lineage", action="store_true", help="print the lineage JSON instead of the card")
     show.add_argument("--gate", action="store_true", help="print the gate decision JSON instead of the card")
     promote = actions.add_parser("promote", parents=[common],
-                                 help="make a version champion by council decision (overrides the gate)")
+                                 help=(h := "make a version champion by council decision (overrides the gate)"),
+                                 description=h)
     promote.add_argument("version", help="number or 'challenger'")
     promote.add_argument("--reason", required=True, help="why the council promotes it (kept in the registry)")
-    rollback = actions.add_parser("rollback", parents=[common], help="make the previous champion champion again")
+    rollback = actions.add_parser("rollback", parents=[common],
+                                  help=(h := "make the previous champion champion again"), description=h)
     rollback.add_argument("--reason", required=True, help="why (kept in the registry)")
     models.set_defaults(handler=handle)
 
