@@ -167,7 +167,7 @@ def open_sealed(run: Run, round_: int, parent: str | dict[str, str], kind: str, 
     if kind == "update":
         crash_point("after-updates", round_)
     for expected in parent.values() if isinstance(parent, dict) else [parent]:
-        sealing._check_args(run.federation.name, round_, expected)  # a wrong parent here is the centre's bug
+        sealing.check_binding(run.federation.name, round_, expected)  # a wrong parent here is the centre's bug
     senders = _known_senders(run.federation)
     aggregator = keys.decryption_identities(run.federation.keys_dir, "aggregator")  # current + retired in grace
     opened, dropped = {}, {}

@@ -61,16 +61,15 @@ def _regression(objective: str) -> bool:
 
 def fetch_start_model(site: MarketSite, round_: int) -> tuple[dict, str]:
     """The linear global model round ``round_`` starts from (round 1: round 0's pooled scaler), signature checked."""
-    from fedpipe import sealing, trust
+    from fedpipe import sealing
     from fedpipe.aggregation import load_model_doc
+    from fedpipe.market import fetch_signed
 
     path = site.exchange.global_model(round_ - 1)
     if not site.exchange.exists(path):
         raise ValueError(f"market '{site.market}': no global model of round {round_ - 1} to start fedavg round "
                          f"{round_} from")
-    raw, signature = site.exchange.get(path), site.exchange.get(path + ".sig")
-    aggregator = trust.aggregator_keys(site.federation, keys_dir=site.keys_dir)  # current and rotated-out in grace
-    sealing.verify_model(raw, signature, federation=site.federation.name, round=round_ - 1, signer=aggregator)
+    raw = fetch_signed(site, path, round_=round_ - 1)
     doc = load_model_doc(raw)
     if not models.is_linear(doc):
         raise ValueError(f"market '{site.market}': the round {round_ - 1} global model is not a fedavg linear model")

@@ -97,14 +97,11 @@ def score_champion(site, data, champion_doc: dict) -> dict[str, Any]:
 
 def fetch_champion(site) -> tuple[dict, str]:
     """The champion the centre posted for the gate, checked against the aggregator's signature."""
-    from fedpipe import keys, sealing
+    from fedpipe import sealing
     from fedpipe.aggregation import load_model_doc
+    from fedpipe.market import fetch_signed
 
-    path = gate_path(site.exchange, "champion.json")
-    raw, signature = site.exchange.get(path), site.exchange.get(path + ".sig")
-    aggregator = keys.load_public_identity(site.keys_dir, "aggregator")  # the market's own key folder on an agent
-    sealing.verify_model(raw, signature, federation=site.federation.name, round=GATE_ROUND, signer=aggregator,
-                         kind=CHAMPION_KIND)
+    raw = fetch_signed(site, gate_path(site.exchange, "champion.json"), round_=GATE_ROUND, kind=CHAMPION_KIND)
     return load_model_doc(raw), sealing.sha256_hex(raw)
 
 

@@ -124,6 +124,19 @@ def validate_data(site: MarketSite, data: MarketData) -> list[contract.Validatio
     return summaries
 
 
+def fetch_signed(site: MarketSite, path: str, *, round_: int, kind: str = "global-model") -> bytes:
+    """The bytes the centre posted at ``path``, checked against its signature (``path``.sig) with the aggregator's
+    trusted keys (registered, or the market's key folder; rotated-out ones in grace). SealError if either is
+    missing or the signature does not hold."""
+    if not (site.exchange.exists(path) and site.exchange.exists(path + ".sig")):
+        raise SealError(f"nothing signed by the aggregator at {path} (+ .sig) for round {round_}")
+    raw = site.exchange.get(path)
+    aggregator = trust.aggregator_keys(site.federation, keys_dir=site.keys_dir)
+    sealing.verify_model(raw, site.exchange.get(path + ".sig"), federation=site.federation.name, round=round_,
+                         signer=aggregator, kind=kind)
+    return raw
+
+
 def fetch_genesis(site: MarketSite) -> str:
     """The sha256 of the run's genesis document, checked against the aggregator's signature.
 
@@ -133,11 +146,8 @@ def fetch_genesis(site: MarketSite) -> str:
     path = site.exchange.genesis()
     if not (site.exchange.exists(path) and site.exchange.exists(path + ".sig")):
         raise SealError(f"no signed run genesis at {path} (+ .sig): the centre posts it when the run starts")
-    raw = site.exchange.get(path)
-    aggregator = trust.aggregator_keys(site.federation, keys_dir=site.keys_dir)  # current and rotated-out in grace
     try:
-        sealing.verify_model(raw, site.exchange.get(path + ".sig"), federation=site.federation.name, round=0,
-                             signer=aggregator, kind=sealing.GENESIS_KIND)
+        raw = fetch_signed(site, path, round_=0, kind=sealing.GENESIS_KIND)
     except SealError as exc:
         raise SealError(f"run genesis refused: {exc}") from None
     return sealing.sha256_hex(raw)
@@ -149,7 +159,6 @@ def fetch_global_model(site: MarketSite, round_: int, visits: int = 0) -> tuple[
     With ``visits`` (cyclic strategy), the model as it stands after that many markets have added trees this round.
     Round 1 starts from no model: (None, the run's genesis hash), see :func:`fetch_genesis`.
     """
-    aggregator = trust.aggregator_keys(site.federation, keys_dir=site.keys_dir)  # current and rotated-out in grace
     if visits:
         from fedpipe.strategies.cyclic import visit_kind
 
@@ -158,10 +167,7 @@ def fetch_global_model(site: MarketSite, round_: int, visits: int = 0) -> tuple[
         return None, fetch_genesis(site)  # not "": that would be the same in every run, so replayable across runs
     else:
         path, signed_round, kind = site.exchange.global_model(round_ - 1), round_ - 1, "global-model"
-    raw = site.exchange.get(path)
-    signature = site.exchange.get(path + ".sig")
-    sealing.verify_model(raw, signature, federation=site.federation.name, round=signed_round, signer=aggregator,
-                         kind=kind)
+    raw = fetch_signed(site, path, round_=signed_round, kind=kind)
     return load_model_doc(raw), sealing.sha256_hex(raw)
 
 

@@ -89,7 +89,8 @@ def _verifies(candidates: Sequence[PublicIdentity], signature: bytes, message: b
     return False
 
 
-def _check_args(federation: str, round: int, parent: str | None = None) -> None:
+def check_binding(federation: str, round: int, parent: str | None = None) -> None:
+    """ValueError unless federation, round (and parent, a lowercase sha256) are well formed: what a header binds."""
     if not isinstance(federation, str) or not federation:
         raise ValueError("federation must be a non-empty string")
     if not _is_int(round) or round < 0:
@@ -124,7 +125,7 @@ def seal_update(
     if not isinstance(payload, (bytes, bytearray, memoryview)):
         raise TypeError(f"payload must be bytes, got {type(payload).__name__}")
     payload = bytes(payload)
-    _check_args(federation, round, parent)
+    check_binding(federation, round, parent)
     if market != signer.party:
         raise ValueError(f"market '{market}' must seal with its own identity, not '{signer.party}'")
     header = _canonical({
@@ -208,7 +209,7 @@ def open_update(
     Checks, in order: size, structure, magic/format, kind, revoked market, known market, signature (before any
     decryption), federation, round, parent model, decryption, plaintext length.
     """
-    _check_args(federation, round, parent)
+    check_binding(federation, round, parent)
     if isinstance(envelope, (bytes, bytearray, memoryview)) and len(envelope) > max_bytes:
         raise SealError(f"oversized envelope: {len(envelope)} bytes exceeds the limit of {max_bytes}")
     header, header_bytes, ciphertext, body, signature = _parse(envelope)
@@ -260,7 +261,7 @@ def sign_model(model_bytes: bytes, *, federation: str, round: int, signer: Ident
                kind: str = "global-model") -> bytes:
     """Return a detached signature document (JSON bytes) for a global model (or, with another ``kind``, for
     another document the aggregator publishes, e.g. a secure-aggregation roster)."""
-    _check_args(federation, round)
+    check_binding(federation, round)
     fields = {
         "format": _FORMAT,
         "kind": kind,
@@ -286,7 +287,7 @@ def verify_model(
 
     `signer` is the aggregator's public identity, or a list of them (current and rotated-out keys in grace).
     """
-    _check_args(federation, round)
+    check_binding(federation, round)
     try:
         doc = json.loads(bytes(signature_doc).decode("utf-8"))
     except (TypeError, UnicodeDecodeError, json.JSONDecodeError) as exc:

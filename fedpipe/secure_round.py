@@ -131,10 +131,9 @@ def _fetch_signed(site: MarketSite, round_: int, name: str, kind: str) -> dict:
     if not site.exchange.exists(path):
         raise secagg.SecAggError(f"market '{site.market}': secure aggregation is on but the aggregator published "
                                  f"no {name} for round {round_}")
-    raw, signature = site.exchange.get(path), site.exchange.get(path + ".sig")
-    aggregator = trust.aggregator_keys(site.federation, keys_dir=site.keys_dir)
-    sealing.verify_model(raw, signature, federation=site.federation.name, round=round_, signer=aggregator, kind=kind)
-    return json.loads(raw)
+    from fedpipe.market import fetch_signed
+
+    return json.loads(fetch_signed(site, path, round_=round_, kind=kind))
 
 
 def publish_roster(run: Run, round_: int, markets: list[str], label: str = LABEL) -> list[str]:
@@ -263,16 +262,6 @@ def mask_evaluation(site: MarketSite, round_: int, evaluation: dict[str, Any]) -
     return mask_values(site, round_, vector, kind=kind, label=LABEL, fields=field_names(kind), evaluation=evaluation)
 
 
-def _sessions(record: dict) -> dict[str, dict]:
-    """Every session this market masked under for one (round, label): {mask_label: {roster, vector_sha256,
-    revealed_for}} (a record from before the history was kept holds only its last session)."""
-    if "sessions" in record:
-        return dict(record["sessions"])
-    if record.get("mask_label"):
-        return {record["mask_label"]: {k: record.get(k) for k in ("roster", "vector_sha256", "revealed_for")}}
-    return {}
-
-
 def mask_values(site: MarketSite, round_: int, vector: np.ndarray, *, kind: str, label: str,
                 fields: list[str] | None = None, **own: Any) -> dict[str, Any]:
     """``vector`` masked against the round's ``label`` roster, as the payload to seal; ``own`` figures stay here.
@@ -284,7 +273,9 @@ def mask_values(site: MarketSite, round_: int, vector: np.ndarray, *, kind: str,
     digest = hashlib.sha256(np.ascontiguousarray(vector, dtype="float64").tobytes()).hexdigest()
     record_path = _own_record(site, round_, label)
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
-    sessions = _sessions(record)
+    # every session masked under for this (round, label): {mask_label: {roster, vector_sha256, revealed_for}};
+    # record["mask_label"] names the latest
+    sessions = dict(record.get("sessions", {}))
     earlier = sessions.get(mask_label)
     if earlier and mask_label != record.get("mask_label"):  # a superseded roster posted again (replayed)
         raise secagg.SecAggError(
@@ -304,7 +295,7 @@ def mask_values(site: MarketSite, round_: int, vector: np.ndarray, *, kind: str,
     revealed_for = earlier.get("revealed_for") if earlier else None  # sending the same again resets nothing
     sessions[mask_label] = {"roster": sorted(roster), "vector_sha256": digest, "revealed_for": revealed_for}
     atomic_write_json(record_path, {"round": round_, "roster": sorted(roster), **own, "mask_label": mask_label,
-                                    "vector_sha256": digest, "revealed_for": revealed_for, "sessions": sessions})
+                                    "sessions": sessions})
     return {"market": site.market, "secagg": {"kind": kind, "label": label, "size": int(np.size(vector)),
                                               "masked": secagg.to_wire(masked)}}
 
@@ -319,7 +310,7 @@ def reveal(site: MarketSite, round_: int, label: str = LABEL) -> dict[str, Any]:
     if not record_path.exists():
         raise secagg.SecAggError(f"market '{site.market}' did not mask {label} in round {round_}: nothing to reveal")
     record = json.loads(record_path.read_text())
-    sessions = _sessions(record)
+    sessions = dict(record.get("sessions", {}))
     roster, mask_label = fetch_roster_session(site, round_, label)
     session = sessions.get(mask_label)
     # only the session it last masked under: the centre may hold every market's vector of an older one
@@ -340,7 +331,7 @@ def reveal(site: MarketSite, round_: int, label: str = LABEL) -> dict[str, Any]:
     seeds = secagg.reveal_seeds(me=site.identity(), roster=roster, survivors=survivors,
                                 federation=site.federation.name, round=round_, label=mask_label)
     sessions[mask_label] = {**session, "revealed_for": survivors}
-    atomic_write_json(record_path, {**record, "revealed_for": survivors, "sessions": sessions})
+    atomic_write_json(record_path, {**record, "sessions": sessions})
     return {"market": site.market, "round": round_, "label": label, "seeds": seeds}
 
 
