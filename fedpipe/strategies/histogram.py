@@ -1,8 +1,9 @@
 """Exact histogram-based federated XGBoost, through XGBoost's own federated collective (gRPC, mutual TLS).
 
 The centre runs XGBoost's federated server (:func:`federated_server`); every market joins as one worker
-(:func:`train_worker`) and trains on its own rows. Each boosting step all-reduces the gradient histograms (and the
-quantile sketches), never rows, so every worker grows the same trees a pooled ``tree_method="hist"`` model would.
+(:func:`train_worker`) and trains on its own rows. The markets first agree on exact quantile cut points from summed
+counts (fedpipe.strategies.agreed_cuts); then each boosting step all-reduces the gradient histograms, never rows, so
+every worker grows the same trees a pooled ``tree_method="hist"`` model with those cut points would.
 
 Every worker must run in its own process: XGBoost's communicator is process-global. The server and the clients
 trust only the federation's CA (fedpipe.tls); a client whose certificate another CA signed fails the handshake.
@@ -23,6 +24,7 @@ from typing import Any, Iterator
 import xgboost as xgb
 
 from fedpipe.errors import FederatedUnavailable
+from fedpipe.strategies import agreed_cuts
 from fedpipe.tls import ClientTls, FederationTls
 
 
@@ -116,11 +118,24 @@ def communicator_args(address: str, world_size: int, rank: int, tls: ClientTls |
     }
 
 
-def train_worker(params: dict, dtrain: xgb.DMatrix, num_boost_round: int, communicator: dict[str, Any],
-                 xgb_model: xgb.Booster | None = None) -> xgb.Booster:
-    """Join the collective as one worker and boost ``num_boost_round`` trees with the other markets."""
+def train_worker(params: dict, x, label, num_boost_round: int, communicator: dict[str, Any],
+                 xgb_model: xgb.Booster | None = None, cuts: str = "agreed") -> xgb.Booster:
+    """Join the collective as one worker and boost ``num_boost_round`` trees on ``x`` (a DataFrame or array) with
+    the other markets.
+
+    ``cuts="agreed"``: the markets first agree on exact quantile cut points (fedpipe.strategies.agreed_cuts), so
+    the trees are those of one pooled hist model with those cut points, whatever the markets' row orders.
+    ``cuts="sketch"``: XGBoost's own merged quantile sketch (kept for the quality benchmark's comparison).
+    """
     require_federated_plugin()
+    if cuts not in ("agreed", "sketch"):
+        raise ValueError(f"cuts must be 'agreed' or 'sketch', got {cuts!r}")
+    bins = params.get("max_bin", 256)
     with xgb.collective.CommunicatorContext(**communicator):
+        if cuts == "agreed":
+            dtrain = agreed_cuts.binned_matrix(x, label, bins, agreed_cuts.collective_total)
+        else:
+            dtrain = xgb.DMatrix(x, label=label)
         return xgb.train({**params, "tree_method": "hist"}, dtrain, num_boost_round=num_boost_round,
                          xgb_model=xgb_model)
 
@@ -132,13 +147,15 @@ def train_market_update(site, data, global_doc: dict | None, communicator: dict[
     bagging before they leave.
     """
     from fedpipe.aggregation import TreeUpdate, iteration_count, new_trees, to_booster
-    from fedpipe.market import _matrix, _params
+    from fedpipe.market import _params
 
-    dtrain = _matrix(site, data.train)
+    options = site.options()
+    features, label = site.usecase.features(data.train, options), site.usecase.target(data.train, options)
     start = to_booster(global_doc) if global_doc is not None else None
-    booster = train_worker(_params(site), dtrain, site.federation.trees_per_round, communicator, xgb_model=start)
+    booster = train_worker(_params(site), features, label, site.federation.trees_per_round, communicator,
+                           xgb_model=start)
     start_iteration = iteration_count(global_doc) if global_doc else 0
-    return TreeUpdate(site.market, new_trees(booster, start_iteration), dtrain.num_row())
+    return TreeUpdate(site.market, new_trees(booster, start_iteration), len(features))
 
 
 def aggregate_histogram(global_doc: dict | None, updates: list) -> dict:

@@ -4,14 +4,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 
 from fedpipe.strategies import histogram
 from fedpipe.tls import FederationTls
 
 DATA = Path(__file__).resolve().parents[2] / "usecases" / "predictive_maintenance" / "data"
 COLUMNS = ["setting_1", "setting_2", "sensor_2", "sensor_3", "sensor_4", "sensor_7", "sensor_11", "sensor_12"]
-PARAMS = {"objective": "binary:logistic", "max_depth": 3, "eta": 0.3, "base_score": 0.5, "seed": 0, "nthread": 1}
+# max_bin well below the shards' distinct values, so how the cut points are chosen matters
+PARAMS = {"objective": "binary:logistic", "max_depth": 3, "eta": 0.3, "base_score": 0.5, "seed": 0, "nthread": 1,
+          "max_bin": 16}
 
 
 def shard(rank: int, world: int = 2):
@@ -22,8 +23,8 @@ def shard(rank: int, world: int = 2):
     return table.iloc[rows][COLUMNS].to_numpy(), (rul.iloc[rows] <= 30).astype(int).to_numpy()
 
 
-def worker(rank, world, port, tls_folder, market, out, timeout_s=60):
+def worker(rank, world, port, tls_folder, market, out, timeout_s=60, cuts="agreed"):
     x, y = shard(rank, world)
     args = histogram.communicator_args(f"127.0.0.1:{port}", world, rank, FederationTls(Path(tls_folder)), market)
-    booster = histogram.train_worker(PARAMS, xgb.DMatrix(x, label=y), 4, {**args, "dmlc_timeout": timeout_s})
+    booster = histogram.train_worker(PARAMS, x, y, 4, {**args, "dmlc_timeout": timeout_s}, cuts=cuts)
     Path(out).write_bytes(bytes(booster.save_raw("json")))

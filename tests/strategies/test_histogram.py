@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from fedpipe.strategies import histogram
+from fedpipe.strategies import agreed_cuts, histogram
 from fedpipe.tls import create_federation_tls
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -18,12 +18,12 @@ import hist_workers  # noqa: E402
 pytestmark = pytest.mark.skipif(not xgb.build_info().get("USE_FEDERATED"), reason="xgboost without federated plugin")
 
 
-def _run(tls, markets, tmp_path, wait_s):
+def _run(tls, markets, tmp_path, wait_s, cuts="agreed"):
     port = histogram.free_port()
     ctx = multiprocessing.get_context("spawn")
     with histogram.federated_server(len(markets), port, tls, timeout_s=30):
         workers = [ctx.Process(target=hist_workers.worker, args=(rank, len(markets), port, str(tls.folder), market,
-                                                                str(tmp_path / f"{market}.json"), 20))
+                                                                str(tmp_path / f"{market}.json"), 20, cuts))
                    for rank, market in enumerate(markets)]
         for w in workers:
             w.start()
@@ -37,18 +37,40 @@ def _run(tls, markets, tmp_path, wait_s):
     return codes
 
 
-def test_histogram_equals_pooled_hist_model(tmp_path):
+def _federated_model(tmp_path, markets) -> xgb.Booster:
+    models = [(tmp_path / f"{m}.json").read_bytes() for m in markets]
+    assert all(m == models[0] for m in models)  # every worker holds the same model
+    booster = xgb.Booster()
+    booster.load_model(bytearray(models[0]))
+    return booster
+
+
+def _pooled_rows(world):
+    shards = [hist_workers.shard(r, world) for r in range(world)]
+    return np.vstack([s[0] for s in shards]), np.concatenate([s[1] for s in shards])
+
+
+def test_histogram_equals_pooled_model_with_the_agreed_cut_points(tmp_path):
+    markets = ["A", "B", "C"]
+    tls = create_federation_tls(tmp_path / "tls", markets)
+    assert _run(tls, markets, tmp_path, wait_s=120) == [0, 0, 0]
+    federated = _federated_model(tmp_path, markets)
+    x, y = _pooled_rows(3)
+    params = {**hist_workers.PARAMS, "tree_method": "hist"}
+    pooled = xgb.train(params, agreed_cuts.binned_matrix(x, y, params["max_bin"]), 4)
+    # the very same trees: identical predictions, to the bit
+    np.testing.assert_array_equal(federated.predict(xgb.DMatrix(x)), pooled.predict(xgb.DMatrix(x)))
+    # and XGBoost's own sketch of the pooled rows (16 bins, far fewer than distinct values) gives another model
+    sketched = xgb.train(params, xgb.DMatrix(x, label=y), 4)
+    assert not np.array_equal(federated.predict(xgb.DMatrix(x)), sketched.predict(xgb.DMatrix(x)))
+
+
+def test_sketch_cuts_still_train_one_model(tmp_path):
     tls = create_federation_tls(tmp_path / "tls", ["A", "B"])
-    assert _run(tls, ["A", "B"], tmp_path, wait_s=120) == [0, 0]
-    models = [(tmp_path / f"{m}.json").read_bytes() for m in ("A", "B")]
-    assert models[0] == models[1]  # every worker holds the same model
-    federated = xgb.Booster()
-    federated.load_model(bytearray(models[0]))
-    shards = [hist_workers.shard(r) for r in (0, 1)]
-    x, y = np.vstack([s[0] for s in shards]), np.concatenate([s[1] for s in shards])
-    pooled = xgb.train({**hist_workers.PARAMS, "tree_method": "hist"}, xgb.DMatrix(x, label=y), 4)
-    # Fewer distinct values than bins: the merged quantile sketch is exact, so are the trees.
-    np.testing.assert_allclose(federated.predict(xgb.DMatrix(x)), pooled.predict(xgb.DMatrix(x)), rtol=1e-6)
+    assert _run(tls, ["A", "B"], tmp_path, wait_s=120, cuts="sketch") == [0, 0]
+    federated = _federated_model(tmp_path, ["A", "B"])
+    x, _ = _pooled_rows(2)
+    assert federated.num_boosted_rounds() == 4 and np.isfinite(federated.predict(xgb.DMatrix(x))).all()
 
 
 def test_mtls_refuses_a_client_certificate_from_another_ca(tmp_path, capfd):
