@@ -24,9 +24,13 @@ and XGBoost parameters:
   95 % paired bootstrap interval (``gain_interval``: whole engines, or 50-row depth blocks, drawn with replacement);
 - ``best_federated``: the best mean over the folds among the federated models only (no local-only fallback).
 
+The ``federation`` row of ``chosen`` and ``best_federated`` scores what the markets deploy: each market's own pick,
+pooled by sufficient statistics.
+
 Each market is scored on its own held-out rows; ``federation`` rows come from summed sufficient statistics.
 Writes benchmarks/results/quality.csv (usecase, market, method, metric, value; the validation scores the choices
-were made on as ``validation:<method>``, their mean over the folds) and quality.md; prints the table.
+were made on as ``fold<k>:<method>`` and ``validation:<method>``, their mean over the folds) and quality.md;
+prints the table.
 
     python benchmarks/quality.py [--rounds N] [--trees K] [--only predictive_maintenance]
 """
@@ -253,7 +257,8 @@ def score_methods(config: str, task: str | None, rounds: int, k: int,
         rows += [(label, "federation", method, metric, v) for metric, v in fed.items() if metric != "rows"]
     table = pd.DataFrame(rows, columns=["usecase", "market", "method", "metric", "value"])
     held = {m.name: (m.y_test, m.groups) for m in markets}
-    return table, {"timings": timings, "pooled_cuts_max_abs_diff": check, "predictions": predictions, "held": held}
+    return table, {"timings": timings, "pooled_cuts_max_abs_diff": check, "predictions": predictions, "held": held,
+                   "kind": kind}
 
 
 def gain_interval(metric: str, y: np.ndarray, chosen: np.ndarray, local: np.ndarray, groups: np.ndarray,
@@ -301,7 +306,7 @@ def run_usecase(config: str, task: str | None, rounds: int | None, trees: int | 
     label = federation.usecase + (f":{task}" if task else "")
     print(f"\n== {label}: {len(federation.markets)} markets, {rounds} rounds x {k} trees", flush=True)
     table, info = score_methods(config, task, rounds, k)
-    predictions, held = info.pop("predictions"), info.pop("held")
+    predictions, held, kind = info.pop("predictions"), info.pop("held"), info["kind"]
     folds, timings = [], {f"test:{n}": t for n, t in info["timings"].items()}
     for fold in range(FOLDS):
         scores, fold_info = score_methods(config, task, rounds, k, fold)
@@ -311,9 +316,11 @@ def run_usecase(config: str, task: str | None, rounds: int | None, trees: int | 
     main = "auc" if "auc" in set(table.metric) else "rmse"
     for pick, candidates, keep in (("chosen", ["local_only", *FEDERATED], "local_only"),
                                    ("best_federated", FEDERATED, None)):
-        for market in [*federation.markets, "federation"]:
+        picks = {}
+        for market in federation.markets:
             scores = validation[(validation.market == market) & (validation.metric == main)]
-            best = choose(scores.pivot_table(index="fold", columns="method", values="value"), candidates, main, keep)
+            best = picks[market] = choose(scores.pivot_table(index="fold", columns="method", values="value"),
+                                          candidates, main, keep)
             picked = table[(table.market == market) & (table.method == best)].assign(method=pick)
             table = pd.concat([table, picked], ignore_index=True)
             table.loc[len(table)] = (label, market, pick, "choice:" + best, np.nan)
@@ -323,8 +330,17 @@ def run_usecase(config: str, task: str | None, rounds: int | None, trees: int | 
                                      predictions["local_only"][market], groups)
                 for name, value in zip(("gain_vs_local_only", "gain_lo95", "gain_hi95"), gain):
                     table.loc[len(table)] = (label, market, pick, name, value)
+        # the federation's figure for what the markets deploy: each market's own pick, from summed statistics
+        fed = federation_metrics([sufficient_stats(kind, held[m][0], predictions[best][m])
+                                  for m, best in picks.items()])
+        for metric, value in fed.items():
+            if metric != "rows":
+                table.loc[len(table)] = (label, "federation", pick, metric, value)
+        table.loc[len(table)] = (label, "federation", pick, "choice:per market", np.nan)
     mean = validation.groupby(["usecase", "market", "method", "metric"], as_index=False, sort=False).value.mean()
-    table = pd.concat([table, mean.assign(method="validation:" + mean.method)], ignore_index=True)
+    per_fold = validation.assign(method=[f"fold{f + 1}:{m}" for f, m in zip(validation.fold, validation.method)])
+    table = pd.concat([table, mean.assign(method="validation:" + mean.method), per_fold.drop(columns="fold")],
+                      ignore_index=True)
     for market, diff in info["pooled_cuts_max_abs_diff"].items():
         table.loc[len(table)] = (label, market, "histogram", "max_abs_diff_vs_pooled", diff)
     table.attrs.update(info, timings=timings)
@@ -432,12 +448,20 @@ def targets(table: pd.DataFrame, data_poor: dict[str, str]) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, help="override each federation's rounds")
-    parser.add_argument("--trees", type=int, help="override each federation's trees per round")
-    parser.add_argument("--only", help="run only this use case")
+    usecases = sorted({load_federation(c).usecase for c in (REPO / "federations").glob("*.toml")})
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Writes benchmarks/results/quality.csv and quality.md (replacing them, also with --only) and prints "
+               "the table with its targets. About 6 min on 2 cores with the federation files' settings.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, help="override each federation's rounds (at least 1)")
+    parser.add_argument("--trees", type=int, help="override each federation's trees per round (at least 1)")
+    parser.add_argument("--only", choices=usecases, help="run only this use case (predictive_maintenance runs both "
+                                                         "its tasks)")
     args = parser.parse_args(argv)
+    for name in ("rounds", "trees"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
     histogram.require_federated_plugin()
     runs, data_poor, started = [], {}, time.perf_counter()
     for config in sorted((REPO / "federations").glob("*.toml")):
@@ -465,7 +489,7 @@ def main(argv=None) -> int:
           "or a well's next depth block fitted on the rows above it; every method retrained per fold): a federated "
           "or personalised model replaces local-only only if it beats it on every fold; its gain over local-only "
           "comes with a 95 % paired bootstrap interval (Targets); `best_federated` = the best mean over the folds "
-          "among the federated models only.", ""]
+          "among the federated models only; their `federation` row pools each market's own pick.", ""]
     for label, part in values.groupby("usecase", sort=False):
         main = "auc" if "auc" in set(part.metric) else "rmse"
         wide = part[part.metric == main].pivot_table(index="market", columns="method", values="value")

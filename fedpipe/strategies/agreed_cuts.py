@@ -6,15 +6,18 @@ from a pooled model's, whose own sketch moves with the order of its rows. Instea
 quantiles of all their rows together by bisection on summed counts: each step, every market counts its rows at or
 below the current probe of each (feature, quantile) and only the sum over markets is used. The result depends on
 the rows alone, not on their order or on how they are split between markets, so the federated model is the very
-model one XGBoost would train on the pooled rows with the same cut points (tests/strategies/test_agreed_cuts.py).
+model one XGBoost would train on the pooled rows with the same cut points and ``base_score``
+(tests/strategies/test_histogram.py; left to XGBoost, the federated and pooled estimates of ``base_score`` can
+differ in the last bit).
 With ``max_bin`` above the federation's row count every distinct value becomes a cut point: lossless, as XGBoost's
 own sketch is when it has room for every value (federations/volve.toml sets it so).
 
 ``total`` is how a figure is summed (or its min / max taken) over the markets: the identity for one table (the
 benchmark's pooled reference), ``collective_total`` inside XGBoost's federated collective. What crosses the border
 is each market's counts at the probes, and min / max per feature, the same kind of figure as the gradient
-histograms the collective already sums; no row values leave, where XGBoost's own sketch merge sends each market's
-quantile summary (actual feature values).
+histograms the collective already sums; no market sends its row values, where XGBoost's own sketch merge sends each
+market's quantile summary (actual feature values). The result is row values, though: every market receives the agreed
+cut points, and with ``max_bin`` above the row count those are every distinct value of every feature of every market.
 """
 
 from __future__ import annotations
@@ -53,23 +56,36 @@ def _values(keys: np.ndarray) -> np.ndarray:
 
 def agreed_cuts(x: np.ndarray, max_bin: int, total: Total = local_total) -> list[np.ndarray]:
     """Per feature, the float32 cut points every market uses: the exact quantiles at ranks j/(max_bin - 1) of the rows
-    of every market together (j = 1 .. max_bin - 2), without repeats, each the smallest value with at least that share
+    of every market together (j = 1 .. max_bin - 2), without repeats, each the smallest value with more than that share
     of rows at or below it. Missing values (NaN) are left out, as XGBoost's sketch leaves them out.
 
     Every market calls this with its own ``x`` and the same ``max_bin``; ``total`` combines their counts. Returns
     the cut points plus the federation's min and max per feature as the first and last entries (XGBoost needs
     both to lay out its bins); an empty array for a feature no market has a value in.
     """
-    if max_bin < 2:
-        raise ValueError(f"max_bin must be at least 2, got {max_bin}")
+    if max_bin < 3:  # at 2 the only cut point would be the max: every row but the largest in one bin
+        raise ValueError(f"max_bin must be at least 3 for agreed cut points, got {max_bin}")
+    if hasattr(x, "to_numpy"):  # a DataFrame, pandas' nullable dtypes (pd.NA) included
+        x = x.to_numpy(dtype=np.float32, na_value=np.nan)
     x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"x must be a table (rows x features), got shape {x.shape}")
     features = x.shape[1]
+    # XGBoost refuses +-inf; one market's inf would reach every market's cut points through the min / max, so
+    # every market learns which features have one and stops with the same error (and takes the same collective steps)
+    infinite = total(np.isinf(x).sum(axis=0).astype(np.int64), "sum")
+    if infinite.any():
+        where = "this market's rows" if np.isinf(x).any() else "another market's rows"
+        raise ValueError(f"features {np.flatnonzero(infinite).tolist()} hold +-inf or values beyond float32 ({where}); "
+                         f"XGBoost cannot bin it: mark missing values as NaN")
     columns = [np.sort(_keys(col[~np.isnan(col)])) for col in x.T]
     counts = total(np.array([len(c) for c in columns], dtype=np.int64), "sum")
     lows = total(np.array([c[0] if len(c) else _NONE for c in columns], dtype=np.int64), "min")
     highs = total(np.array([c[-1] if len(c) else -_NONE for c in columns], dtype=np.int64), "max")
 
-    # XGBoost keeps the max as a cut point too (x < max | x = max), so max_bin - 2 quantiles fill its max_bin bins
+    # the max is a cut point too (the reference matrix holds it and XGBoost keeps every value of so few rows), so
+    # max_bin - 2 quantiles fill the max_bin bins and one bin holds only the rows at the max: at the usual 256 bins
+    # a small cost for cut points that are exactly reproducible
     quantiles = max_bin - 1
     steps = np.arange(1, quantiles, dtype=np.int64)
     need = steps[None, :] * counts[:, None] // quantiles + 1  # rows at or below the j-th cut point

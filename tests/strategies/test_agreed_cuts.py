@@ -104,5 +104,23 @@ def test_xgboost_bins_at_exactly_the_agreed_points():
 
 
 def test_too_few_bins_is_refused():
-    with pytest.raises(ValueError, match="max_bin"):
-        agreed_cuts(np.zeros((3, 1)), max_bin=1, total=local_total)
+    for max_bin in (1, 2):
+        with pytest.raises(ValueError, match="max_bin"):
+            agreed_cuts(np.zeros((3, 1)), max_bin=max_bin, total=local_total)
+
+
+def test_one_markets_inf_stops_every_market_with_the_same_clear_error():
+    x = np.array([[1.0, 2.0], [np.inf, 3.0]], np.float32)
+    markets = Markets(2)
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(agreed_cuts, part, 8, markets.total) for part in (x[:1], x[1:])]
+        errors = [str(f.exception()) for f in futures]
+    assert "features [0] hold +-inf or values beyond float32 (another market's rows)" in errors[0]
+    assert "features [0] hold +-inf or values beyond float32 (this market's rows)" in errors[1]
+
+
+def test_pandas_nullable_values_are_missing():
+    import pandas as pd
+    table = pd.DataFrame({"a": pd.array([1, None, 3], dtype="Int64"), "b": [1.0, 2.0, 3.0]})
+    a, b = agreed_cuts(table, max_bin=8)
+    assert a.tolist() == [1.0, 3.0] and b.tolist() == [1.0, 2.0, 3.0]
