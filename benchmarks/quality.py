@@ -328,7 +328,7 @@ def run_usecase(config: str, task: str | None, rounds: int | None, trees: int | 
                 y, groups = held[market]
                 gain = gain_interval(main, np.asarray(y), predictions[best][market],
                                      predictions["local_only"][market], groups)
-                for name, value in zip(("gain_vs_local_only", "gain_lo95", "gain_hi95"), gain):
+                for name, value in zip(GAIN, gain):
                     table.loc[len(table)] = (label, market, pick, name, value)
         # the federation's figure for what the markets deploy: each market's own pick, from summed statistics
         fed = federation_metrics([sufficient_stats(kind, held[m][0], predictions[best][m])

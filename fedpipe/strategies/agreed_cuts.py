@@ -65,6 +65,7 @@ def agreed_cuts(x: np.ndarray, max_bin: int, total: Total = local_total) -> list
     """
     if max_bin < 3:  # at 2 the only cut point would be the max: every row but the largest in one bin
         raise ValueError(f"max_bin must be at least 3 for agreed cut points, got {max_bin}")
+    names = [str(c) for c in x.columns] if hasattr(x, "columns") else None  # to name a bad feature
     if hasattr(x, "to_numpy"):  # a DataFrame, pandas' nullable dtypes (pd.NA) included
         x = x.to_numpy(dtype=np.float32, na_value=np.nan)
     x = np.asarray(x, dtype=np.float32)
@@ -76,7 +77,8 @@ def agreed_cuts(x: np.ndarray, max_bin: int, total: Total = local_total) -> list
     infinite = total(np.isinf(x).sum(axis=0).astype(np.int64), "sum")
     if infinite.any():
         where = "this market's rows" if np.isinf(x).any() else "another market's rows"
-        raise ValueError(f"features {np.flatnonzero(infinite).tolist()} hold +-inf or values beyond float32 ({where}); "
+        bad = [names[f] if names else int(f) for f in np.flatnonzero(infinite)]
+        raise ValueError(f"features {bad} hold +-inf or values beyond float32 ({where}); "
                          f"XGBoost cannot bin it: mark missing values as NaN")
     columns = [np.sort(_keys(col[~np.isnan(col)])) for col in x.T]
     counts = total(np.array([len(c) for c in columns], dtype=np.int64), "sum")

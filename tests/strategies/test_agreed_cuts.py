@@ -124,3 +124,10 @@ def test_pandas_nullable_values_are_missing():
     table = pd.DataFrame({"a": pd.array([1, None, 3], dtype="Int64"), "b": [1.0, 2.0, 3.0]})
     a, b = agreed_cuts(table, max_bin=8)
     assert a.tolist() == [1.0, 3.0] and b.tolist() == [1.0, 2.0, 3.0]
+
+
+def test_an_infinite_feature_is_named():
+    import pandas as pd
+    table = pd.DataFrame({"rpm": [1.0, 2.0], "torque": [np.inf, 3.0]})
+    with pytest.raises(ValueError, match=r"features \['torque'\] hold \+-inf .*\(this market's rows\)"):
+        agreed_cuts(table, max_bin=8)
